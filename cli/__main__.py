@@ -1,0 +1,3 @@
+from vqcpc.cli import main
+
+main()

@@ -1,0 +1,38 @@
+"""The `vqcpc` command group. Each command lives beside the code it drives and is added here."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from vqcpc.music.errors import VqcpcError
+
+
+class VqcpcGroup(click.Group):
+    """Maps the library's errors to one line on stderr and exit status 2 (never a traceback)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except VqcpcError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=VqcpcGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="vqcpc")
+def main():
+    """Bach-style four-voice variations that keep a template's VQ-CPC codes."""
+
+
+def _add_commands() -> None:
+    from vqcpc.music.commands import data, inspect
+
+    main.add_command(data)
+    main.add_command(inspect)
+
+
+_add_commands()

@@ -1,0 +1,1 @@
+"""vqcpc.models."""
