@@ -33,6 +33,10 @@ def _add_commands() -> None:
 
     main.add_command(data)
     main.add_command(inspect)
+    from vqcpc.models.commands import codes, train
+
+    main.add_command(train)
+    main.add_command(codes)
 
 
 _add_commands()

@@ -84,19 +84,22 @@ def _collect(mid: mido.MidiFile, report: Report):
     length = 0
     for ti, track in enumerate(mid.tracks):
         now = 0
+        has_notes = False
         open_: dict[tuple[int, int], deque] = defaultdict(deque)
         for msg in track:
             now += msg.time
             if msg.type == "time_signature":
                 sigs.append((now, msg.numerator, msg.denominator))
             elif msg.type == "note_on" and msg.velocity > 0:
+                has_notes = True
                 open_[(msg.channel, msg.note)].append((now, msg.velocity))
             elif msg.type in ("note_off", "note_on"):
                 q = open_.get((msg.channel, msg.note))
                 if q:
                     start, vel = q.popleft()
                     notes.append(_RawNote(ti, msg.channel, start, now, msg.note, vel))
-        length = max(length, now)
+        if has_notes:  # the piece ends where its note tracks end (not a conductor track's meta events)
+            length = max(length, now)
         for (ch, pitch), q in open_.items():
             for start, vel in q:
                 notes.append(_RawNote(ti, ch, start, max(now, start + 1), pitch, vel))
@@ -116,12 +119,15 @@ def read_midi(path: str | Path, *, pickup: float | None = None) -> Grid:
     tpb = mid.ticks_per_beat
     num, den = (sigs[0][1], sigs[0][2]) if sigs else (4, 4)
     anacrusis_q = 0.0
+    first_bar_known = False  # a time-signature change closes the first bar: it says whether there is a pickup
     if len(sigs) > 1 and sigs[0][0] == 0 and sigs[1][0] > 0:
         first_bar = sigs[1][0] / tpb
         num, den = sigs[1][1], sigs[1][2]
-        if abs(first_bar - sigs[0][1] * 4 / sigs[0][2]) < 1e-6 and first_bar < num * 4 / den:
-            anacrusis_q = first_bar
-            report.notes.append(f"pickup of {first_bar:g} beats taken from the time-signature change")
+        if abs(first_bar - sigs[0][1] * 4 / sigs[0][2]) < 1e-6:
+            first_bar_known = True
+            if first_bar < num * 4 / den:
+                anacrusis_q = first_bar
+                report.notes.append(f"pickup of {first_bar:g} beats taken from the time-signature change")
     bar_q = num * 4 / den
     if abs(bar_q - round(bar_q)) > 1e-6:
         raise InputError(f"{path}: meter {num}/{den} is not a whole number of quarter notes")
@@ -130,7 +136,7 @@ def read_midi(path: str | Path, *, pickup: float | None = None) -> Grid:
     if pickup is not None:
         anacrusis_q = float(pickup) % bar_q
         report.notes.append(f"pickup of {anacrusis_q:g} beats from --pickup")
-    elif not anacrusis_q:
+    elif not anacrusis_q and not first_bar_known:
         rem = round(last_end_q * TICKS_PER_BEAT) / TICKS_PER_BEAT % bar_q
         if rem:
             anacrusis_q = rem
@@ -177,7 +183,8 @@ def midi_from_grid(grid: Grid, *, bpm: float = DEFAULT_BPM, velocity: int | np.n
     """Grid -> type 1 MIDI file: a conductor track, then one track per voice on its channel.
 
     The padded pickup is not written: the file starts at the anacrusis, whose partial bar is
-    written as a time signature of its own length followed by the meter."""
+    written as a time signature of its own length followed by the meter. Without a pickup the
+    meter is written again at bar 2, so that a reader does not guess a pickup from the end."""
     step = OUT_TICKS_PER_BEAT // TICKS_PER_BEAT
     mid = mido.MidiFile(type=1, ticks_per_beat=OUT_TICKS_PER_BEAT)
     conductor = mido.MidiTrack()
@@ -189,8 +196,9 @@ def midi_from_grid(grid: Grid, *, bpm: float = DEFAULT_BPM, velocity: int | np.n
         conductor.append(mido.MetaMessage("time_signature", numerator=n, denominator=d, time=0))
         conductor.append(mido.MetaMessage("time_signature", numerator=grid.beats_per_bar,
                                           denominator=4, time=anacrusis * step))
-    else:
-        conductor.append(mido.MetaMessage("time_signature", numerator=grid.beats_per_bar, denominator=4, time=0))
+    else:  # the meter again at bar 2 says that the first bar is full: no pickup to guess on reading
+        for t in (0, grid.ticks_per_bar * step):
+            conductor.append(mido.MetaMessage("time_signature", numerator=grid.beats_per_bar, denominator=4, time=t))
     mid.tracks.append(conductor)
     end = (grid.ticks - start) * step
     for v in range(N_VOICES):

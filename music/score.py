@@ -175,6 +175,8 @@ def score_from_grid(grid: Grid, title: str | None = None):
                 t = e2
             if t < stop:
                 m.append(note.Rest(quarterLength=(stop - t) / TICKS_PER_BEAT))
+            if (b + 1) * tpb > grid.ticks:  # a short last bar: not to be filled up with hidden rests
+                m.paddingRight = ((b + 1) * tpb - grid.ticks) / TICKS_PER_BEAT
             part.append(m)
         score.insert(0, part)
     return score

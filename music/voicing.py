@@ -105,7 +105,10 @@ class PitchOrderVoicer:
         return tokens
 
     def _assign(self, sounding, notes, owner, dropped, report) -> list[int | None]:
-        by_pitch = sorted(sounding, key=lambda i: (notes[i][2], i))
+        def order(i):  # by pitch; in a unison, a held note keeps its place (bass side first), a new one goes inside
+            return notes[i][2], -owner.index(i) if i in owner else -1.5, i
+
+        by_pitch = sorted(sounding, key=order)
         if len(by_pitch) > N_VOICES:
             lo, hi, inner = by_pitch[0], by_pitch[-1], by_pitch[1:-1]
             inner.sort(key=lambda i: (i not in owner, self._inner_distance(notes[i][2])))
@@ -113,7 +116,7 @@ class PitchOrderVoicer:
                 if i not in dropped:
                     dropped.add(i)
                     report.dropped += 1
-            by_pitch = sorted([lo, hi, *inner[:2]], key=lambda i: (notes[i][2], i))
+            by_pitch = sorted([lo, hi, *inner[:2]], key=order)
         n = len(by_pitch)
         out: list[int | None] = [None] * N_VOICES
         if n == 0:

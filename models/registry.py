@@ -1,0 +1,27 @@
+"""Where models live: the two shipped inside the package, or any model directory (torch-free)."""
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from vqcpc.music.errors import ModelError
+
+SHIPPED = ("uniform", "sameseq")
+DEFAULT_MODEL = "uniform"
+
+
+def shipped_dir() -> Path:
+    return Path(str(resources.files("vqcpc.models").joinpath("shipped")))
+
+
+def resolve_model(name_or_dir: str) -> Path:
+    """'uniform' / 'sameseq' (shipped) or a path to a model directory -> its path."""
+    p = Path(name_or_dir)
+    if p.is_dir():
+        return p
+    if name_or_dir in SHIPPED:
+        d = shipped_dir() / name_or_dir
+        if d.is_dir():
+            return d
+        raise ModelError(f"shipped model {name_or_dir!r} is missing from this installation ({d})")
+    raise ModelError(f"{name_or_dir}: no such model directory, nor a shipped model ({', '.join(SHIPPED)})")
