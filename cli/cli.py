@@ -33,10 +33,11 @@ def _add_commands() -> None:
 
     main.add_command(data)
     main.add_command(inspect)
-    from vqcpc.models.commands import codes, train
+    from vqcpc.models.commands import codes, train, vary
 
     main.add_command(train)
     main.add_command(codes)
+    main.add_command(vary)
 
 
 _add_commands()

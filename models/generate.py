@@ -1,0 +1,134 @@
+"""Variations of a template: codes -> new four-voice music that shares them.
+
+Backend-agnostic: a backend has ``encode(beats (N, 16)) -> codes (N,)``, ``voice_mask`` and
+``new_stream(beats_per_bar, batch)`` whose streams take ``push_codes((B, bpb))`` and
+``step(tok_in (B,)) -> logits (B, V)``. ``TorchBackend`` is here; the ONNX runtime has its own.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from vqcpc.music.errors import InputError
+from vqcpc.music.grid import (REST, TICKS_PER_BEAT, TOKENS_PER_BEAT, Grid, fold_grid, load_ranges,
+                              voice_token_mask)
+
+from .sampling import Sampler, code_consistency, onset_novelty
+
+METERS = (3, 4)
+
+
+@dataclass
+class Variation:
+    grid: Grid
+    codes: np.ndarray  # the variation's codes, re-encoded
+    code_consistency: float
+    novelty: float
+
+
+def padded_to_bars(grid: Grid) -> np.ndarray:
+    """The grid's tokens with REST ticks added to complete the last bar: (bars * ticks_per_bar, 4)."""
+    extra = grid.bars * grid.ticks_per_bar - grid.ticks
+    return np.concatenate([grid.tokens, np.full((extra, 4), REST, np.int16)]) if extra else grid.tokens
+
+
+def template_codes(backend, grid: Grid) -> np.ndarray:
+    """Codes of every beat of whole bars (the last bar completed with silent beats)."""
+    if grid.beats_per_bar not in METERS:
+        raise InputError(f"{grid.source}: meter {grid.beats_per_bar}/4; the models know 3/4 and 4/4")
+    tokens = padded_to_bars(fold_grid(grid, load_ranges()))
+    return backend.encode(tokens.reshape(-1, TOKENS_PER_BEAT).astype(np.int64))
+
+
+def parse_codes(text: str, n_codes: int) -> np.ndarray:
+    try:
+        codes = np.array([int(x) for x in text.replace(",", " ").split()], dtype=np.int64)
+    except ValueError:
+        raise InputError(f"--codes {text!r}: expected whole numbers separated by spaces") from None
+    if codes.size == 0 or codes.min() < 0 or codes.max() >= n_codes:
+        raise InputError(f"--codes: each code must be in 0..{n_codes - 1}")
+    return codes
+
+
+def fit_codes(codes: np.ndarray, beats: int) -> np.ndarray:
+    """User codes repeated or cut to ``beats`` (a short pattern is looped)."""
+    return np.resize(codes, beats)
+
+
+def juxtapose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The first half of ``a``'s codes, then ``b``'s codes from the same beat on (looped if short)."""
+    h = len(a) // 2
+    return np.concatenate([a[:h], np.resize(b, len(a))[h:]])
+
+
+def generate(backend, grid: Grid, codes: np.ndarray, *, n: int = 4, temperature: float = 1.0, top_p: float = 0.95,
+             seed: int | None = 0, candidates: int = 1) -> list[Variation]:
+    """``n`` variations of ``grid``'s length and meter that follow ``codes`` (one per beat of
+    whole bars); with ``candidates`` > 1, each is the best of that many by code consistency."""
+    bpb, tpb = grid.beats_per_bar, grid.ticks_per_bar
+    bars = grid.bars
+    assert len(codes) == bars * bpb, (len(codes), bars, bpb)
+    B = n * candidates
+    stream = backend.new_stream(bpb, B)
+    sampler = Sampler(backend.voice_mask, B, temperature=temperature, top_p=top_p, seed=seed)
+    out = np.zeros((bars * tpb * 4, B), dtype=np.int64)
+    prev = None
+    for bar in range(bars):
+        stream.push_codes(np.tile(codes[bar * bpb:(bar + 1) * bpb], (B, 1)))
+        for p in range(bar * tpb * 4, (bar + 1) * tpb * 4):
+            logits = stream.step(prev)
+            forced = REST if p // 4 < grid.pickup_ticks else None
+            prev = sampler.sample(logits, p % 4, forced)
+            out[p] = prev
+    grids = [out[:, b].reshape(-1, 4)[: grid.ticks] for b in range(B)]
+    recoded = [backend.encode(padded_to_bars(dataclasses.replace(grid, tokens=g)).reshape(-1, TOKENS_PER_BEAT).astype(np.int64))
+               for g in grids]
+    skip = grid.pickup_ticks // TICKS_PER_BEAT
+    result = []
+    for i in range(n):
+        group = range(i * candidates, (i + 1) * candidates)
+        best = max(group, key=lambda b: (code_consistency(recoded[b], codes, skip), -b))
+        g = Grid(grids[best], beats_per_bar=bpb, pickup_ticks=grid.pickup_ticks, key=grid.key,
+                 source=f"variation {i + 1} of {grid.source}")
+        result.append(Variation(g, recoded[best], code_consistency(recoded[best], codes, skip),
+                                onset_novelty(g.tokens, fold_grid(grid, load_ranges()).tokens)))
+    return result
+
+
+class TorchBackend:
+    """Encoder + decoder of a model directory in torch (float32, CPU by default)."""
+
+    def __init__(self, model_dir, device="cpu"):
+        import torch
+
+        from .train_decoder import load_decoder
+        from .train_encoder import load_encoder
+
+        self.torch = torch
+        self.encoder, self.encoder_meta = load_encoder(model_dir, device)
+        self.decoder, self.decoder_meta = load_decoder(model_dir, device)
+        self.device = device
+        self.voice_mask = voice_token_mask(load_ranges())
+        self.n_codes = self.encoder.cfg.codes
+
+    def encode(self, beats: np.ndarray) -> np.ndarray:
+        return self.encoder.codes(self.torch.as_tensor(beats, device=self.device)).cpu().numpy()
+
+    def new_stream(self, beats_per_bar: int, batch: int):
+        return _NumpyStream(self, beats_per_bar, batch)
+
+
+class _NumpyStream:
+    def __init__(self, backend: TorchBackend, bpb: int, batch: int):
+        from .stream import TorchStream
+
+        self.t = backend.torch
+        self.s = TorchStream(backend.decoder, bpb, batch)
+
+    def push_codes(self, codes: np.ndarray) -> None:
+        self.s.push_codes(self.t.as_tensor(codes))
+
+    def step(self, tok_in: np.ndarray | None) -> np.ndarray:
+        return self.s.step(None if tok_in is None else self.t.as_tensor(tok_in)).float().cpu().numpy()
