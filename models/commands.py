@@ -15,6 +15,17 @@ def _command_line() -> str:
     return "vqcpc " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
+def open_backend(model_dir, backend: str, device: str = "cpu"):
+    """The ONNX runtime engine (default) or the torch weights of a model directory."""
+    if backend == "torch":
+        from .generate import TorchBackend
+
+        return TorchBackend(model_dir, "cuda" if device == "cuda" else "cpu")
+    from vqcpc.export.runtime import Engine
+
+    return Engine(model_dir, device=device)
+
+
 @click.group()
 def train():
     """Train the VQ-CPC encoder, then the decoder on its codes (needs the `train` extra: torch)."""
@@ -58,37 +69,39 @@ def train_encoder_cmd(negatives, codes, out, data, device, seed, epochs, steps_p
 @click.option("--model", "model", default="uniform", show_default=True, help="Shipped model name or a model directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a piano roll with the codes as PNG.")
+@click.option("--backend", type=click.Choice(["onnx", "torch"]), default="onnx", show_default=True)
 @click.option("--parts", help="MusicXML: which parts are S,A,T,B (1-based).")
 @click.option("--pickup", type=float, help="MIDI: length of the pickup in beats.")
 @click.option("--force", is_flag=True, help="Overwrite the plot file if it exists.")
-def codes(template, model, as_json, plot, parts, pickup, force):
+def codes(template, model, as_json, plot, backend, parts, pickup, force):
     """Show the code of every beat of a file or chorale (e.g. bwv269), bar by bar."""
     from pathlib import Path
 
     from vqcpc.music.io import load
     from vqcpc.music.score import parse_parts_option
 
+    from .generate import template_codes
     from .registry import resolve_model
-    from .train_encoder import grid_codes, load_encoder
 
     grid = load(template, parts=parse_parts_option(parts), pickup=pickup)
     model_dir = resolve_model(model)
-    enc, meta = load_encoder(model_dir)
-    c = [int(x) for x in grid_codes(enc, grid)]
+    if plot and Path(plot).exists() and not force:
+        raise InputError(f"{plot}: already exists (use --force to overwrite)")
+    be = open_backend(model_dir, backend)
+    c = [int(x) for x in template_codes(be, grid)[: grid.beats]]
     name = model_dir.name
+    negatives = json.loads((model_dir / "encoder.json").read_text())["config"]["negatives"]
     if plot:
-        if Path(plot).exists() and not force:
-            raise InputError(f"{plot}: already exists (use --force to overwrite)")
         from vqcpc.music.plot import plot_grids
 
-        plot_grids([(f"{grid.source} — {name} codes", grid, c)], plot)
+        plot_grids([(f"{grid.source}: codes of the {name} encoder", grid, c)], plot)
     if as_json:
-        click.echo(json.dumps({"encoder": name, "negatives": meta["config"]["negatives"], "template": grid.source,
+        click.echo(json.dumps({"encoder": name, "negatives": negatives, "template": grid.source,
                                "beats_per_bar": grid.beats_per_bar, "pickup_beats": grid.pickup_ticks // 4,
                                "codes": c, **({"plot": str(plot)} if plot else {})}))
         return
     bpb = grid.beats_per_bar
-    click.echo(f"{grid.source}: {len(c)} beats, {grid.beats_per_bar}/4, encoder {name} ({meta['config']['negatives']} negatives)")
+    click.echo(f"{grid.source}: {len(c)} beats in {bpb}/4, encoder {name} ({negatives} negatives)")
     for b in range(0, len(c), bpb):
         click.echo(f"  bar {b // bpb + 1:>3}: " + " ".join(f"{x:>2}" for x in c[b: b + bpb]))
     if plot:
@@ -144,13 +157,15 @@ def train_decoder_cmd(model_dir, data, device, seed, epochs, steps_per_epoch, ba
               help="Decode this many per variation in one batch; keep the one whose codes match best.")
 @click.option("--codes", "codes_text", help='Codes to follow instead of the template\'s, e.g. "3 3 7 1" (looped).')
 @click.option("--codes-from", "codes_from", help="Juxtapose: the template's codes for the first half, OTHER's after.")
-@click.option("--backend", type=click.Choice(["torch"]), default="torch", show_default=True)
+@click.option("--backend", type=click.Choice(["onnx", "torch"]), default="onnx", show_default=True,
+              help="onnx: the exported graphs in onnxruntime (no torch needed); torch: the training weights.")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
 @click.option("--parts", help="MusicXML: which parts are S,A,T,B (1-based).")
 @click.option("--pickup", type=float, help="MIDI: length of the pickup in beats.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
-def vary(template, n, out, model, temperature, top_p, seed, candidates, codes_text, codes_from, backend, parts,
-         pickup, as_json, force):
+def vary(template, n, out, model, temperature, top_p, seed, candidates, codes_text, codes_from, backend, device,
+         parts, pickup, as_json, force):
     """Write N variations of a template (file or chorale such as bwv269) that share its codes."""
     from pathlib import Path
 
@@ -158,7 +173,7 @@ def vary(template, n, out, model, temperature, top_p, seed, candidates, codes_te
     from vqcpc.music.plot import plot_grids
     from vqcpc.music.score import parse_parts_option
 
-    from .generate import TorchBackend, generate, juxtapose, parse_codes, template_codes, fit_codes
+    from .generate import generate, juxtapose, parse_codes, template_codes, fit_codes
     from .registry import resolve_model
 
     out = Path(out)
@@ -170,7 +185,7 @@ def vary(template, n, out, model, temperature, top_p, seed, candidates, codes_te
     existing = [p for pair in paths for p in pair if p.exists()] + ([plot_path] if plot_path.exists() else [])
     if existing and not force:
         raise InputError(f"{existing[0]}: already exists (use --force to overwrite)")
-    be = TorchBackend(model_dir)
+    be = open_backend(model_dir, backend, device)
     target = template_codes(be, grid)
     if codes_text:
         target = fit_codes(parse_codes(codes_text, be.n_codes), len(target))

@@ -172,7 +172,8 @@ class CodeDecoder(nn.Module):
         x = self.code_emb(codes.clamp(min=0)) + self.code_beat_emb(
             torch.remainder(code_beat.clamp(min=0), beats_per_bar.view(-1, 1)))
         idx, ok = code_mask(code_beat, code_beat, beats_per_bar, self.cfg.window, self.cfg.code_rel)
-        ok = ok | torch.eye(ok.shape[-1], dtype=torch.bool, device=ok.device)  # empty slots see themselves
+        slot = torch.arange(ok.shape[-1], device=ok.device)
+        ok = ok | (slot.unsqueeze(0) == slot.unsqueeze(1))  # empty slots see themselves (no NaN)
         for layer in self.code_layers:
             x = layer(x, idx, ok)
         return self.code_norm(x)

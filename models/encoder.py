@@ -60,11 +60,20 @@ class VectorQuantizer(nn.Module):
         return q, idx, loss
 
     @torch.no_grad()
-    def _init_from(self, latent: torch.Tensor) -> None:
-        pick = torch.randperm(latent.shape[0], device=latent.device)[: self.codebook.shape[0]]
-        if pick.numel() == self.codebook.shape[0]:
-            self.codebook.copy_(latent[pick])
-            self.initialised.fill_(True)
+    def _init_from(self, latent: torch.Tensor, iters: int = 10) -> None:
+        """Spherical k-means on the first batch's latents: codes that already split the data."""
+        K = self.codebook.shape[0]
+        if latent.shape[0] < K:
+            return
+        centers = latent[torch.randperm(latent.shape[0], device=latent.device)[:K]].clone()
+        for _ in range(iters):
+            assign = (latent @ F.normalize(centers, dim=-1).t()).argmax(-1)
+            for k in range(K):
+                members = latent[assign == k]
+                if len(members):
+                    centers[k] = members.mean(0)
+        self.codebook.copy_(F.normalize(centers, dim=-1))
+        self.initialised.fill_(True)
 
     @torch.no_grad()
     def restart_dead(self, latent: torch.Tensor, below: float) -> int:

@@ -98,7 +98,8 @@ def train_encoder(out: Path, cfg: EncoderConfig, tcfg: EncoderTrainConfig, *, de
     model = VQCPC(cfg).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     total_steps = tcfg.epochs * tcfg.steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 200) * max(0.05, 1 - s / total_steps))
+    warmup = min(200, total_steps // 10 + 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.05, 1 - s / total_steps))
     state = {"epoch": 0, "best_acc": -1.0, "seconds": 0.0, "best": None}
     resume_dir = out / RESUME_DIR
     if resume:
@@ -125,7 +126,7 @@ def train_encoder(out: Path, cfg: EncoderConfig, tcfg: EncoderTrainConfig, *, de
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
-            if (step + 1) % tcfg.restart_every == 0:
+            if ((epoch - 1) * tcfg.steps_per_epoch + step + 1) % tcfg.restart_every == 0:
                 restarted += model.vq.restart_dead(info["latent"], tcfg.restart_below)
             sums += [loss.item(), info["nce"].item(), info["vq"].item(), acc.mean().item()]
             bar.set_postfix(loss=f"{sums[0] / (step + 1):.3f}", acc=f"{sums[3] / (step + 1):.3f}")

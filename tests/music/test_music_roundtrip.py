@@ -12,8 +12,8 @@ from vqcpc.music.midi import read_midi, write_midi
 from vqcpc.music.score import read_musicxml, write_musicxml
 
 RANGES = load_ranges()
-KEYS = [None, "C major", "G major", "F major", "D minor", "F# major", "C# major", "Gb major", "Cb major",
-        "Eb minor", "G# minor"]
+KEYS = [None, "C major", "G major", "F major", "D minor", "F# major", "C# major", "G- major", "C- major",
+        "E- minor", "G# minor", "B- major"]  # music21 names, as grids read from scores carry
 
 
 @st.composite

@@ -1,0 +1,84 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from vqcpc.cli import main
+from vqcpc.music.grid import HOLD, PITCH_OFFSET, REST, load_ranges, validate_tokens
+from vqcpc.music.io import load
+from vqcpc.models.sampling import Sampler, code_consistency, onset_novelty
+
+
+def test_vary_json_writes_playable_files(tiny_model, tmp_path):
+    out, _, _ = tiny_model
+    r = CliRunner().invoke(main, ["vary", "bwv269", "-n", "2", "-o", str(tmp_path / "o"), "--model", str(out),
+                                  "--json", "--candidates", "2", "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert len(data["variations"]) == 2 and Path(data["plot"]).read_bytes()[:4] == b"\x89PNG"
+    template = load("bwv269")
+    ranges = load_ranges()
+    for v in data["variations"]:
+        assert 0 <= v["code_consistency"] <= 1 and 0 <= v["novelty"] <= 1
+        for path in (v["midi"], v["musicxml"]):
+            g = load(path)
+            assert g.beats_per_bar == 3 and g.pickup_ticks == template.pickup_ticks
+            validate_tokens(g.tokens)
+            for voice, (lo, hi) in enumerate(ranges):
+                p = g.tokens[:, voice][g.tokens[:, voice] >= PITCH_OFFSET] - PITCH_OFFSET
+                assert p.size == 0 or (p.min() >= lo and p.max() <= hi)
+        assert load(v["midi"]).ticks >= template.ticks - 3 * 4
+
+
+def test_vary_never_overwrites_without_force(tiny_model, tmp_path):
+    out, _, _ = tiny_model
+    args = ["vary", "bwv269", "-n", "1", "-o", str(tmp_path), "--model", str(out)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    before = (tmp_path / "bwv269-var1.mid").read_bytes()
+    r = CliRunner().invoke(main, args + ["--seed", "5"])
+    assert r.exit_code == 2 and "already exists" in r.output
+    assert (tmp_path / "bwv269-var1.mid").read_bytes() == before
+    assert CliRunner().invoke(main, args + ["--seed", "5", "--force"]).exit_code == 0
+
+
+def test_vary_user_codes_and_juxtapose(tiny_model, tmp_path):
+    out, _, _ = tiny_model
+    r = CliRunner().invoke(main, ["vary", "bwv269", "-n", "1", "-o", str(tmp_path / "a"), "--model", str(out),
+                                  "--codes", "3 3 7", "--json"])
+    assert r.exit_code == 0, r.output
+    codes = json.loads(r.output)["codes"]
+    assert codes[:6] == [3, 3, 7, 3, 3, 7]
+    r = CliRunner().invoke(main, ["vary", "bwv269", "-n", "1", "-o", str(tmp_path / "b"), "--model", str(out),
+                                  "--codes", "99"])
+    assert r.exit_code == 2 and "0..15" in r.output
+    r = CliRunner().invoke(main, ["vary", "bwv269", "-n", "1", "-o", str(tmp_path / "c"), "--model", str(out),
+                                  "--codes-from", "bwv26.6"])
+    assert r.exit_code == 2 and "meter" in r.output
+
+
+def test_sampler_masks_impossible_tokens():
+    mask = np.zeros((4, 130), bool)
+    mask[:, [REST, HOLD]] = True
+    mask[0, PITCH_OFFSET + 60: PITCH_OFFSET + 62] = True
+    s = Sampler(mask, 3, temperature=1.0, top_p=1.0, seed=0)
+    logits = np.zeros((3, 130))
+    logits[:, HOLD] = 50.0  # the model wants HOLD, but nothing sounds yet
+    logits[:, PITCH_OFFSET + 100] = 100.0  # out of range
+    for _ in range(20):
+        tok = s.sample(logits.copy(), 0)
+        assert ((tok == REST) | (tok == PITCH_OFFSET + 60) | (tok == PITCH_OFFSET + 61) | (tok == HOLD)).all()
+    s2 = Sampler(mask, 1, temperature=0.0, seed=0)
+    assert s2.sample(logits.copy(), 0)[0] != HOLD  # first token: HOLD impossible
+    assert s2.sample(np.where(np.arange(130) == PITCH_OFFSET + 60, 9.0, 0.0)[None], 0)[0] == PITCH_OFFSET + 60
+    assert s2.sample(logits.copy(), 0)[0] == HOLD  # now a note sounds
+
+
+def test_consistency_and_novelty_definitions():
+    assert code_consistency([1, 2, 3, 4], [1, 0, 3, 0]) == 0.5
+    assert code_consistency([9, 2, 3], [8, 2, 0], skip=1) == 0.5
+    t = np.array([[PITCH_OFFSET + 60, REST], [HOLD, REST]])
+    v = np.array([[PITCH_OFFSET + 60, REST], [PITCH_OFFSET + 62, REST]])
+    assert onset_novelty(t, t) == 0.0
+    assert onset_novelty(v, t) == pytest.approx(0.5)  # {60@0} vs {60@0, 62@1}
