@@ -42,12 +42,14 @@ def train():
 @click.option("--epochs", type=int, default=30, show_default=True)
 @click.option("--steps-per-epoch", type=int, default=250, show_default=True)
 @click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--vq-warmup", type=int, default=0, show_default=True,
+              help="Steps of CPC on continuous latents before quantizing (codebook then k-means-initialised).")
 @click.option("--threads", type=int, default=0, help="torch threads (0: all cores).")
 @click.option("--resume", is_flag=True, help="Continue a killed run from its last epoch.")
 @click.option("--force", is_flag=True, help="Retrain over an existing encoder in OUT.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train_encoder_cmd(negatives, codes, out, data, device, seed, epochs, steps_per_epoch, batch_size, threads,
-                      resume, force, quiet):
+def train_encoder_cmd(negatives, codes, out, data, device, seed, epochs, steps_per_epoch, batch_size, vq_warmup,
+                      threads, resume, force, quiet):
     """Train a VQ-CPC encoder into a model directory; the best epoch by validation CPC accuracy is kept."""
     from .config import EncoderConfig, EncoderTrainConfig
     from .train_encoder import train_encoder
@@ -55,7 +57,7 @@ def train_encoder_cmd(negatives, codes, out, data, device, seed, epochs, steps_p
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = EncoderConfig(negatives=negatives, codes=int(codes))
     tcfg = EncoderTrainConfig(epochs=epochs, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
-                              seed=seed, threads=threads, data=data)
+                              seed=seed, threads=threads, data=data, vq_warmup_steps=vq_warmup)
     meta = train_encoder(out, cfg, tcfg, device=device, resume=resume, force=force,
                          command=_command_line(), progress=not quiet)
     m = meta["metrics"]

@@ -41,6 +41,7 @@ class EncoderTrainConfig(JsonConfig):
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
+    vq_warmup_steps: int = 0  # first steps without quantization; then k-means codebook init on learned latents
     restart_every: int = 50  # steps between dead-code restarts
     restart_below: float = 0.2  # a code used by less than this share of the expected usage is dead
     val_windows: int = 2048

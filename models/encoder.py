@@ -47,8 +47,10 @@ class VectorQuantizer(nn.Module):
         # nearest code is the one of highest cosine similarity (this keeps the codebook used)
         return (F.normalize(latent, dim=-1) @ F.normalize(self.codebook, dim=-1).t()).argmax(-1)
 
-    def forward(self, latent: torch.Tensor):
+    def forward(self, latent: torch.Tensor, bypass: bool = False):
         latent = F.normalize(latent, dim=-1)
+        if bypass:  # warm-up: the continuous latent goes on, the codebook waits for learned features
+            return latent, self.codes(latent), latent.new_zeros(())
         if self.training and not bool(self.initialised):
             self._init_from(latent.detach())
         idx = self.codes(latent)
@@ -103,10 +105,10 @@ class VQCPC(nn.Module):
         self.context = nn.GRU(cfg.d_z, cfg.d_context, batch_first=True)
         self.score = nn.ModuleList(nn.Linear(cfg.d_context, cfg.d_z, bias=False) for _ in range(cfg.future_beats))
 
-    def encode(self, beats: torch.Tensor):
+    def encode(self, beats: torch.Tensor, bypass: bool = False):
         """beats: (N, 16) -> z (N, d_z), codes (N,), vq loss, latent (N, d_latent)."""
         latent = self.beat(beats)
-        q, idx, vq_loss = self.vq(latent)
+        q, idx, vq_loss = self.vq(latent, bypass)
         return self.up(q), idx, vq_loss, latent
 
     @torch.no_grad()
@@ -114,16 +116,17 @@ class VQCPC(nn.Module):
         """(N, 16) token ids -> (N,) codes (eval mode: no usage counting, no dropout)."""
         return self.vq.codes(self.beat(beats))
 
-    def forward(self, windows: torch.Tensor, negatives: torch.Tensor):
+    def forward(self, windows: torch.Tensor, negatives: torch.Tensor, bypass: bool = False):
         """windows: (B, C + F, 16) beats, C context then F future; negatives: (B, M, 16).
 
         Returns (loss, accuracy per k (F,), info dict). Each window's M negatives serve every k.
+        ``bypass``: skip quantization (the warm-up of EncoderTrainConfig.vq_warmup_steps).
         """
         B, L, _ = windows.shape
         C, Fut = self.cfg.context_beats, self.cfg.future_beats
         M = negatives.shape[1]
         beats = torch.cat([windows.reshape(B * L, -1), negatives.reshape(B * M, -1)])  # (B*(L+M), 16)
-        z, idx, vq_loss, latent = self.encode(beats)
+        z, idx, vq_loss, latent = self.encode(beats, bypass)
         zw = z[: B * L].reshape(B, L, -1)  # (B, L, Dz)
         zn = z[B * L:].reshape(B, M, -1)  # (B, M, Dz)
         _, h = self.context(zw[:, :C])

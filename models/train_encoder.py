@@ -119,14 +119,18 @@ def train_encoder(out: Path, cfg: EncoderConfig, tcfg: EncoderTrainConfig, *, de
         bar = tqdm(range(tcfg.steps_per_epoch), desc=f"epoch {epoch}/{tcfg.epochs}", disable=not progress,
                    leave=False, dynamic_ncols=True)
         for step in bar:
+            global_step = (epoch - 1) * tcfg.steps_per_epoch + step
+            if global_step == tcfg.vq_warmup_steps and global_step > 0:
+                model.vq.initialised.fill_(False)  # k-means on the next batch's learned latents
             w, n = sampler.sample(tcfg.batch_size, rng)
-            loss, acc, info = model(torch.as_tensor(w, device=dev), torch.as_tensor(n, device=dev))
+            loss, acc, info = model(torch.as_tensor(w, device=dev), torch.as_tensor(n, device=dev),
+                                    bypass=global_step < tcfg.vq_warmup_steps)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
-            if ((epoch - 1) * tcfg.steps_per_epoch + step + 1) % tcfg.restart_every == 0:
+            if (global_step + 1) % tcfg.restart_every == 0 and global_step >= tcfg.vq_warmup_steps:
                 restarted += model.vq.restart_dead(info["latent"], tcfg.restart_below)
             sums += [loss.item(), info["nce"].item(), info["vq"].item(), acc.mean().item()]
             bar.set_postfix(loss=f"{sums[0] / (step + 1):.3f}", acc=f"{sums[3] / (step + 1):.3f}")

@@ -13,7 +13,7 @@ def tiny_data(tmp_path_factory):
     from vqcpc.music.midi import write_midi
 
     folder = tmp_path_factory.mktemp("tiny-data")
-    chorales = [c for c in corpus_split("train") if c.grid.beats_per_bar == 4][:10]
+    chorales = [c for c in corpus_split("train") if c.grid.beats_per_bar == 4][:16]
     for c in chorales:
         write_midi(c.grid, folder / f"{c.name}.mid")
     return folder
@@ -32,7 +32,8 @@ def tiny_model(tmp_path_factory, tiny_data):
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("tiny-model")
     enc = train_encoder(out, EncoderConfig(d_embed=16, d_gru=32, d_latent=8, d_z=32, d_context=32, dropout=0.0),
-                        EncoderTrainConfig(epochs=4, steps_per_epoch=50, batch_size=32, lr=5e-3, restart_every=25, val_windows=256, threads=1,
+                        EncoderTrainConfig(epochs=6, steps_per_epoch=50, batch_size=64, lr=1e-2, vq_warmup_steps=100, restart_every=25,
+                                           val_windows=512, threads=1,
                                            data=str(tiny_data)), progress=False, command="test")
     dec = train_decoder(out, DecoderConfig(d_model=32, heads=2, layers=1, d_ff=64, window=128, dropout=0.0),
                         DecoderTrainConfig(epochs=2, steps_per_epoch=15, batch_size=4, warmup=5, threads=1,

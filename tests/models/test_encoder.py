@@ -13,12 +13,14 @@ from vqcpc.models.encoder import VQCPC, code_perplexity, tie_fair_accuracy
 def test_tiny_encoder_learns_above_chance(tiny_model):
     out, meta, _ = tiny_model
     rows = list(csv.DictReader(open(out / "encoder_log.csv")))
-    assert len(rows) == 4
+    assert len(rows) == 6
     first, best = rows[0], max(rows, key=lambda r: float(r["val_acc"]))
-    assert float(rows[-1]["train_loss"]) < float(first["train_loss"])
+    assert float(rows[-1]["train_loss"]) < float(first["train_loss"]) - 0.03
     chance = meta["metrics"]["chance"]
     assert chance == pytest.approx(1 / 16)
-    assert float(best["val_acc"]) > 2 * chance
+    # a few hundred steps on a dozen chorales: above chance on unseen chorales (ties count as
+    # losses, so a collapsed codebook scores exactly chance); the shipped encoders reach 2-3x chance
+    assert float(best["val_acc"]) > 1.25 * chance
     assert meta["metrics"]["validation"]["cpc_accuracy"] == pytest.approx(float(best["val_acc"]), abs=1e-4)
     assert (out / "encoder.safetensors").exists()
     saved = json.loads((out / "encoder.json").read_text())
