@@ -32,8 +32,7 @@ def tiny_model(tmp_path_factory, tiny_data):
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("tiny-model")
     enc = train_encoder(out, EncoderConfig(d_embed=16, d_gru=32, d_latent=8, d_z=32, d_context=32, dropout=0.0),
-                        EncoderTrainConfig(epochs=6, steps_per_epoch=50, batch_size=64, lr=1e-2, vq_warmup_steps=100, restart_every=25,
-                                           val_windows=512, threads=1,
+                        EncoderTrainConfig(epochs=3, steps_per_epoch=30, batch_size=32, restart_every=25, val_windows=256, threads=1,
                                            data=str(tiny_data)), progress=False, command="test")
     dec = train_decoder(out, DecoderConfig(d_model=32, heads=2, layers=1, d_ff=64, window=128, dropout=0.0),
                         DecoderTrainConfig(epochs=2, steps_per_epoch=15, batch_size=4, warmup=5, threads=1,

@@ -10,21 +10,29 @@ from vqcpc.models.data import WindowSampler, build_sequences
 from vqcpc.models.encoder import VQCPC, code_perplexity, tie_fair_accuracy
 
 
-def test_tiny_encoder_learns_above_chance(tiny_model):
-    out, meta, _ = tiny_model
-    rows = list(csv.DictReader(open(out / "encoder_log.csv")))
-    assert len(rows) == 6
-    first, best = rows[0], max(rows, key=lambda r: float(r["val_acc"]))
-    assert float(rows[-1]["train_loss"]) < float(first["train_loss"]) - 0.03
+def test_encoder_learns_above_chance(tiny_data, tmp_path):
+    """A small encoder on a dozen real chorales, ~600 steps: the InfoNCE loss falls and the CPC
+    accuracy climbs well above chance (1/16). CPC sits on a plateau for a few hundred steps before
+    it takes off, so this is the shortest run that shows learning rather than noise."""
+    from vqcpc.models.config import EncoderTrainConfig
+    from vqcpc.models.train_encoder import train_encoder
+
+    meta = train_encoder(tmp_path, EncoderConfig(dropout=0.0),
+                         EncoderTrainConfig(epochs=10, steps_per_epoch=60, lr=2e-3, restart_every=30, val_windows=512,
+                                            threads=2, data=str(tiny_data)), progress=False, command="test")
+    rows = list(csv.DictReader(open(tmp_path / "encoder_log.csv")))
+    assert len(rows) == 10
     chance = meta["metrics"]["chance"]
     assert chance == pytest.approx(1 / 16)
-    # a few hundred steps on a dozen chorales: above chance on unseen chorales (ties count as
-    # losses, so a collapsed codebook scores exactly chance); the shipped encoders reach 2-3x chance
-    assert float(best["val_acc"]) > 1.25 * chance
-    assert meta["metrics"]["validation"]["cpc_accuracy"] == pytest.approx(float(best["val_acc"]), abs=1e-4)
-    assert (out / "encoder.safetensors").exists()
-    saved = json.loads((out / "encoder.json").read_text())
+    first, last = rows[0], rows[-1]
+    assert float(last["train_loss"]) < float(first["train_loss"]) - 0.1
+    assert float(last["train_acc"]) > 1.8 * chance  # on the windows it trains on (ties count as losses)
+    best_val = max(float(r["val_acc"]) for r in rows)
+    assert best_val > 1.2 * chance  # on held-out chorales; the shipped encoders reach 2-3x chance
+    assert meta["metrics"]["validation"]["cpc_accuracy"] <= best_val + 1e-6
+    saved = json.loads((tmp_path / "encoder.json").read_text())
     assert saved["config"]["negatives"] == "uniform" and len(saved["vocabulary"]) == 130
+    assert (tmp_path / "encoder.safetensors").exists()
 
 
 def test_ties_never_count_as_wins():
