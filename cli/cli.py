@@ -38,6 +38,9 @@ def _add_commands() -> None:
     main.add_command(train)
     main.add_command(codes)
     main.add_command(vary)
+    from vqcpc.daemon.demo import demo_command
+
+    main.add_command(demo_command())
 
 
 _add_commands()

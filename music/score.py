@@ -203,7 +203,7 @@ def read_musicxml(path: str | Path, *, parts: list[int] | None = None) -> Grid:
 
 # --- the Bach chorales of music21 ------------------------------------------------------------
 
-_BWV = re.compile(r"^(?:bach/)?bwv\s*([0-9]+(?:\.[0-9]+)?)(?:\.mxl)?$", re.IGNORECASE)
+_BWV = re.compile(r"^(?:bach/)?bwv\s*([0-9]+(?:\.[0-9]+)?(?:-[0-9a-z]+)?)(?:\.mxl)?$", re.IGNORECASE)
 
 
 def chorale_name(text: str) -> str | None:

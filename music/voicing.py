@@ -77,6 +77,7 @@ class PitchOrderVoicer:
 
     def __init__(self) -> None:
         self.prev_pitch: list[int | None] = [None] * N_VOICES
+        self.last_owner: list[int | None] = [None] * N_VOICES  # note index per voice at the last tick
 
     def voice(self, notes: list[tuple[int, int, int]], n_ticks: int, report: Report,
               held: dict[int, int] | None = None) -> np.ndarray:
@@ -102,6 +103,7 @@ class PitchOrderVoicer:
                 tokens[t, v] = HOLD if owner[v] == i else pitch_token(pitch)
                 self.prev_pitch[v] = pitch
             owner = assign
+        self.last_owner = owner
         return tokens
 
     def _assign(self, sounding, notes, owner, dropped, report) -> list[int | None]:

@@ -14,7 +14,7 @@ for neg in uniform sameseq; do
 done
 wait
 for neg in uniform sameseq; do
-  vqcpc train decoder --model "$RUNS/$neg" --seed 0 --epochs 14 --steps-per-epoch 50 --d-model 128 --layers 3 \
+  vqcpc train decoder --model "$RUNS/$neg" --seed 0 --epochs 16 --steps-per-epoch 60 --d-model 128 --layers 3 \
     --heads 4 --d-ff 512 --window 512 --threads 1 --quiet $RESUME > "$RUNS/train-decoder-$neg.log" 2>&1 &
 done
 wait

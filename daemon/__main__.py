@@ -1,0 +1,3 @@
+from vqcpc.daemon.cli import main
+
+main()

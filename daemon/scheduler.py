@@ -1,0 +1,180 @@
+"""Sending notes on time: a scheduler thread, a ledger of every sounding note, and the rule that a
+note decoded after its send time is dropped, never sent late (DESIGN §6)."""
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+NOTE_ON, NOTE_OFF = 0x90, 0x80
+ALL_NOTES_OFF_CC = 123
+
+
+class Ledger:
+    """Every note_on sent and not yet closed, as (channel, pitch) -> count."""
+
+    def __init__(self):
+        self.sounding: dict[tuple[int, int], int] = {}
+
+    def on(self, ch: int, pitch: int) -> None:
+        self.sounding[(ch, pitch)] = self.sounding.get((ch, pitch), 0) + 1
+
+    def off(self, ch: int, pitch: int) -> bool:
+        n = self.sounding.get((ch, pitch), 0)
+        if n <= 1:
+            self.sounding.pop((ch, pitch), None)
+        else:
+            self.sounding[(ch, pitch)] = n - 1
+        return n > 0
+
+    def closing_messages(self) -> list[list[int]]:
+        msgs = []
+        for (ch, pitch), n in sorted(self.sounding.items()):
+            msgs.extend([[NOTE_OFF | ch, pitch, 0]] * n)
+        self.sounding.clear()
+        return msgs
+
+    def __len__(self) -> int:
+        return sum(self.sounding.values())
+
+
+@dataclass(order=True)
+class Event:
+    tick: float  # song position in 16ths
+    order: int  # note_offs before note_ons at the same tick, then arrival order
+    seq: int
+    msg: list = field(compare=False)
+    bar: int = field(compare=False, default=-1)
+    generation: int = field(compare=False, default=0)
+
+
+class Scheduler:
+    """Sends events at the wall time of their song tick (plus a latency offset). A note_on decoded
+    after its send time is dropped and its bar counted late; its note_off is dropped with it.
+    note_offs are always sent (late rather than never)."""
+
+    def __init__(self, transport, send, *, latency_s: float = 0.0, now=None, tolerance_s: float = 0.002,
+                 on_late=None):
+        self.transport, self._send = transport, send
+        self.latency_s, self.tolerance_s = latency_s, tolerance_s
+        self.now = now or transport.now
+        self.on_late = on_late or (lambda bar: None)
+        self.ledger = Ledger()
+        self.heap: list[Event] = []
+        self.cv = threading.Condition()
+        self.seq = itertools.count()
+        self.dropped: set[tuple[int, int, int]] = set()  # (generation, channel, pitch) whose note_on was dropped
+        self.late_notes = 0
+        self.sent = 0
+        self._stop = False
+        self.thread = threading.Thread(target=self._run, name="vqcpc-scheduler", daemon=True)
+
+    # -- thread control ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, block: bool = True) -> None:
+        with self.cv:
+            self._stop = True
+            self.cv.notify_all()
+        if block and self.thread.is_alive():
+            self.thread.join(timeout=2.0)
+        self.panic()
+
+    # -- producers --------------------------------------------------------------------------------
+    def add(self, tick: float, msg: list[int], bar: int = -1, generation: int | None = None) -> None:
+        """Schedule ``msg`` at song position ``tick``; ``generation``: the transport generation it
+        belongs to (events of an older one, from before a stop or jump, are discarded)."""
+        order = 0 if (msg[0] & 0xF0) == NOTE_OFF else 1
+        gen = self.transport.generation if generation is None else generation
+        ev = Event(tick, order, next(self.seq), msg, bar, gen)
+        due = self.transport.time_of(tick)
+        with self.cv:
+            if due is not None and self.now() > due + self.latency_s + self.tolerance_s:
+                self._due(ev, late=True)  # decoded after its send time: a note_on is dropped
+                return
+            heapq.heappush(self.heap, ev)
+            self.cv.notify_all()
+
+    def send_now(self, msg: list[int]) -> None:
+        """Outside the schedule (bypass echo, panic); still recorded in the ledger."""
+        with self.cv:
+            self._emit(msg)
+
+    def flush(self) -> None:
+        """Stop, loop jump: forget what is pending and close every sounding note now."""
+        with self.cv:
+            self.heap.clear()
+            self.dropped.clear()
+            for msg in self.ledger.closing_messages():
+                self._raw(msg)
+            self.cv.notify_all()
+
+    def panic(self, channels=range(16)) -> None:
+        with self.cv:
+            self.heap.clear()
+            for msg in self.ledger.closing_messages():
+                self._raw(msg)
+            for ch in channels:
+                self._raw([0xB0 | ch, ALL_NOTES_OFF_CC, 0])
+
+    # -- the thread -------------------------------------------------------------------------------
+    def _run(self) -> None:
+        with self.cv:
+            while not self._stop:
+                if not self.heap:
+                    self.cv.wait(0.1)
+                    continue
+                ev = self.heap[0]
+                if ev.generation != self.transport.generation:  # from before a stop or jump
+                    heapq.heappop(self.heap)
+                    continue
+                due = self.transport.time_of(ev.tick)
+                if due is None:
+                    self.cv.wait(0.01)
+                    continue
+                due += self.latency_s
+                wait = due - self.now()
+                if wait > 0.0002:
+                    self.cv.wait(min(wait, 0.05))
+                    continue
+                heapq.heappop(self.heap)
+                self._due(ev, late=False)  # it was on time when decoded: waking late is jitter
+
+    def _due(self, ev: Event, late: bool) -> None:
+        kind, ch, pitch = ev.msg[0] & 0xF0, ev.msg[0] & 0x0F, ev.msg[1]
+        key = (ev.generation, ch, pitch)
+        if kind == NOTE_ON and ev.msg[2] > 0:
+            if late:
+                self.dropped.add(key)
+                self.late_notes += 1
+                self.on_late(ev.bar)
+                return
+            self._emit(ev.msg)
+        elif kind == NOTE_OFF:
+            if key in self.dropped:
+                self.dropped.discard(key)
+                return
+            self._emit(ev.msg)
+        else:
+            self._emit(ev.msg)
+
+    def _emit(self, msg: list[int]) -> None:
+        kind, ch = msg[0] & 0xF0, msg[0] & 0x0F
+        if kind == NOTE_ON and msg[2] > 0:
+            self.ledger.on(ch, msg[1])
+        elif kind == NOTE_OFF or (kind == NOTE_ON and msg[2] == 0):
+            if not self.ledger.off(ch, msg[1]):
+                return  # nothing sounding there: no stray note_off
+        self._raw(msg)
+
+    def _raw(self, msg: list[int]) -> None:
+        try:
+            self._send(msg)
+            self.sent += 1
+        except Exception as err:  # a lost port must not kill the thread; the ledger keeps what sounds
+            log.warning("send failed (%s): %s", msg, err)
