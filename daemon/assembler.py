@@ -13,7 +13,7 @@ from vqcpc.music.voicing import PitchOrderVoicer
 @dataclass(eq=False)
 class LiveNote:
     pitch: int
-    onset: float  # song position in 16ths
+    onset: float | None  # song position in 16ths (None: held through a stop)
     velocity: int
     channel: int
     end: float | None = None
@@ -40,10 +40,12 @@ class BarAssembler:
         self.voicer = PitchOrderVoicer()
         self.stats = Report()
 
-    def reset(self) -> None:
-        """Stop or jump: forget everything that was sounding."""
-        self.notes.clear()
-        self.pedal = False
+    def reset(self, position: float | None) -> None:
+        """Stop or jump: forget finished notes; notes still held on the input start again at
+        ``position`` (the new song position; None while stopped, anchored by the next start)."""
+        self.notes = [n for n in self.notes if n.end is None]
+        for n in self.notes:
+            n.onset, n.voice = position, None
         self.voicer = PitchOrderVoicer()
 
     # -- input events -----------------------------------------------------------------------------
@@ -76,6 +78,9 @@ class BarAssembler:
         sources: list[LiveNote] = []
         carry: list[LiveNote] = []
         for n in self.notes:
+            if n.onset is None:  # held through a stop: waits for the transport
+                carry.append(n)
+                continue
             on = round(n.onset) - start
             end = self.tpb + 1 if n.end is None else max(round(n.end) - start, on + 1)
             if on >= self.tpb:

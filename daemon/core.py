@@ -174,21 +174,23 @@ class InputThread:
             if not tr.internal:
                 tr.on_clock(t)
         elif status == 0xFA and not tr.internal:
-            self._transport_change()
             tr.on_start(t)
+            self._transport_change(0.0)
             self.bar = 0
             d.event("start")
         elif status == 0xFB and not tr.internal:
             tr.on_continue(t)
+            self._transport_change(tr.clock_count / CLOCKS_PER_TICK)
+            self.bar = int(tr.clock_count / CLOCKS_PER_TICK) // d.tpb
             d.event("continue")
         elif status == 0xFC and not tr.internal:
             tr.on_stop(t)
-            self._transport_change()
+            self._transport_change(None)
             d.event("stop")
         elif status == 0xF2 and len(msg) >= 3 and not tr.internal:
             pos = (msg[1] & 0x7F) | ((msg[2] & 0x7F) << 7)
             tr.on_song_position(pos, t)
-            self._transport_change()
+            self._transport_change(float(pos))
             self.bar = pos // d.tpb
             d.event("song_position", sixteenths=pos)
         elif 0x80 <= status < 0xF0 and len(msg) >= 3:
@@ -220,12 +222,12 @@ class InputThread:
         if d.bypass:  # echo the input on the first output channel of its voice
             out_ch = cfg.out_channels[min(ch, len(cfg.out_channels) - 1)] if cfg.voicing == "channels" else cfg.out_channels[0]
             d.scheduler.send_now([(NOTE_ON if kind == NOTE_ON and b > 0 else NOTE_OFF) | out_ch, a, b if kind == NOTE_ON else 0])
-        if pos is None:
-            return  # transport stopped: no bar to put it in
         if kind == NOTE_ON and b > 0:
-            d.assembler.note_on(a, b, ch, pos)
-        else:
+            d.assembler.note_on(a, b, ch, pos)  # pos None while stopped: starts with the transport
+        elif pos is not None:
             d.assembler.note_off(a, ch, pos)
+        else:  # released while stopped
+            d.assembler.notes = [n for n in d.assembler.notes if not (n.pitch == a and n.channel == ch and n.onset is None)]
 
     def _template_bar(self, index: int) -> Bar:
         from vqcpc.models.generate import padded_to_bars
@@ -236,10 +238,11 @@ class InputThread:
         t = tokens[(index % n) * tpb:(index % n + 1) * tpb]
         return Bar(index, t, 80, bool((t == REST).all()))
 
-    def _transport_change(self) -> None:
-        """Stop or jump: close every sounding output note, forget pending input and output."""
+    def _transport_change(self, position: float | None) -> None:
+        """Start, stop, continue or jump: close every sounding output note and forget pending
+        output; input notes still held start again at the new ``position``."""
         self.d.scheduler.flush()
-        self.d.assembler.reset()
+        self.d.assembler.reset(position)
         self.d.decoder.reset()
 
     def _maybe_close_bars(self) -> None:

@@ -190,12 +190,19 @@ def run_demo(bwv: str, bpm: float, out_dir: Path, model: str, force: bool) -> di
     plot_grids([(f"input {grid.source} at {bpm:g} bpm", grid, in_codes),
                 (f"daemon output, shifted back one bar: code consistency {consistency:.2f}", shifted, out_codes)],
                out_dir / "demo.png")
+    sec_tick = 60.0 / bpm / TICKS_PER_BEAT
+    onset_ticks = np.array([(t - t0) / sec_tick for t, m in rec if (m[0] & 0xF0) == 0x90 and len(m) > 2 and m[2] > 0])
+    out_bars = sorted({int(round(x)) // tpb for x in onset_ticks})
+    in_bars = sorted({int(b) for b in np.nonzero((padded_to_bars(grid).reshape(-1, tpb * N_VOICES) != 0).any(1))[0]})
     d = np.asarray(decode_ms) if decode_ms else np.zeros(1)
     return {"chorale": grid.source, "bpm": bpm, "model": engine.name, "midi_system": system, "bars": bars,
             "bars_decoded": len(decode_ms), "late_bars": len(late), "late_bar_numbers": late, "stuck_notes": stuck,
             "decode_ms": {"median": round(float(np.median(d)), 2), "p99": round(float(np.percentile(d, 99)), 2)},
             "code_consistency": round(consistency, 4), "chance_consistency": round(float(np.median(chance)), 4),
-            "notes_out": int(sum((var.tokens >= 2).sum(0))),
+            "notes_out": int(len(onset_ticks)),
+            "input_bars_sounding": in_bars, "output_bars_with_onsets": out_bars,
+            "grid_offset_max": round(float(np.abs(onset_ticks - np.round(onset_ticks)).max()), 3) if len(onset_ticks) else None,
+            "grid_offset_p95": round(float(np.percentile(np.abs(onset_ticks - np.round(onset_ticks)), 95)), 3) if len(onset_ticks) else None,
             "files": {n: str(out_dir / n) for n in names}}
 
 

@@ -1,0 +1,118 @@
+"""A real JACK server (dummy driver, its own name) and the real daemon process on it."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def jack_server():
+    """jackd -d dummy under a name of its own. A missing jackd fails (it is installed by the README's
+    test command), it never skips."""
+    assert shutil.which("jackd"), "jackd is not installed: apt-get install --no-install-recommends jackd2"
+    name = f"vqcpc-test-{os.getpid()}"
+    old = os.environ.get("JACK_DEFAULT_SERVER")
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    os.environ["JACK_NO_START_SERVER"] = "1"
+    proc = subprocess.Popen(["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "256"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from vqcpc.daemon.ports import jack_server_running
+
+    for _ in range(100):
+        if jack_server_running():
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("jackd did not start")
+    yield name
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    if old is None:
+        os.environ.pop("JACK_DEFAULT_SERVER", None)
+    else:
+        os.environ["JACK_DEFAULT_SERVER"] = old
+
+
+class Recorder:
+    def __init__(self, connect: str):
+        from vqcpc.daemon import ports
+
+        self.events: list[tuple[float, list[int]]] = []
+        self.port = ports.open_input(ports.api_for("jack"), "rec", client=f"rec-{uuid.uuid4().hex[:6]}", connect=connect)
+        self.port.ignore_types(sysex=True, timing=True, active_sense=True)
+        self.port.set_callback(lambda ev, _: self.events.append((time.perf_counter(), ev[0])))
+
+    def unclosed(self) -> list[tuple[int, int]]:
+        """(channel, pitch) of every note_on with no note_off after it."""
+        count: dict[tuple[int, int], int] = {}
+        for _, m in self.events:
+            key = (m[0] & 0x0F, m[1]) if len(m) >= 3 else None
+            if key and (m[0] & 0xF0) == 0x90 and m[2] > 0:
+                count[key] = count.get(key, 0) + 1
+            elif key and ((m[0] & 0xF0) == 0x80 or (m[0] & 0xF0) == 0x90):
+                count[key] = count.get(key, 0) - 1
+        return [k for k, n in count.items() if n > 0]
+
+    def note_ons(self) -> list[tuple[float, list[int]]]:
+        return [(t, m) for t, m in self.events if (m[0] & 0xF0) == 0x90 and m[2] > 0]
+
+    def close(self):
+        self.port.cancel_callback()
+        self.port.close_port()
+        self.port.delete()
+
+
+class Player:
+    def __init__(self, connect: str):
+        from vqcpc.daemon import ports
+
+        self.port = ports.open_output(ports.api_for("jack"), "play", client=f"play-{uuid.uuid4().hex[:6]}", connect=connect)
+
+    def send(self, msg):
+        self.port.send_message(msg)
+
+    def close(self):
+        self.port.close_port()
+        self.port.delete()
+
+
+@pytest.fixture
+def daemon(jack_server, tiny_model):
+    """Starts `python -m vqcpc.daemon` on the tiny model; yields (process, in port, out port)."""
+    started = []
+
+    def start(*extra):
+        tag = uuid.uuid4().hex[:6]
+        in_name, out_name = f"vqcpc in {tag}", f"vqcpc out {tag}"
+        proc = subprocess.Popen([sys.executable, "-m", "vqcpc.daemon", "--model", str(tiny_model[0]), "--api", "jack",
+                                 "--in-port", in_name, "--out-port", out_name, "--quiet", *extra],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        started.append(proc)
+        import rtmidi
+
+        probe = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="probe")
+        for _ in range(300):
+            assert proc.poll() is None, proc.stderr.read()
+            if any(in_name in p for p in probe.get_ports()) and any(out_name in p for p in probe.get_ports()):
+                break
+            time.sleep(0.05)
+        probe.delete()
+        return proc, in_name, out_name
+
+    yield start
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
