@@ -31,6 +31,7 @@ class EncoderConfig(JsonConfig):
     negatives: str = "uniform"  # "uniform" (whole training set) or "sameseq" (same chorale + transposition)
     n_negatives: int = 15  # chance = 1 / (n_negatives + 1)
     commitment: float = 0.25
+    score_temperature: float = 0.0  # 0: the paper's bilinear z^T W_k c; > 0: its cosine form / tau
     dropout: float = 0.1
 
 

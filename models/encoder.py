@@ -135,6 +135,8 @@ class VQCPC(nn.Module):
         for k in range(Fut):
             pred = self.score[k](c)  # (B, Dz)
             cand = torch.cat([zw[:, C + k: C + k + 1], zn], dim=1)  # (B, 1 + M, Dz); positive first
+            if self.cfg.score_temperature:  # cosine form: both sides normalized, divided by tau
+                cand, pred = F.normalize(cand, dim=-1), F.normalize(pred, dim=-1) / self.cfg.score_temperature
             logits = torch.einsum("bmd,bd->bm", cand, pred)  # (B, 1 + M)
             target = torch.zeros(B, dtype=torch.long, device=logits.device)
             losses.append(F.cross_entropy(logits, target))

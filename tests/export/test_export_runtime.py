@@ -116,6 +116,7 @@ def test_runtime_path_never_imports_torch(tiny_model, tmp_path):
         e = Engine({str(out)!r})
         g = load("bwv269")
         v = generate(e, g, template_codes(e, g), n=1, seed=0)
+        import vqcpc.daemon.cli, vqcpc.daemon.core, vqcpc.daemon.demo
         from vqcpc.cli import main
         main(["vary", "bwv269", "-n", "1", "-o", {str(tmp_path / "o")!r}, "--model", {str(out)!r}], standalone_mode=False)
         assert "torch" not in sys.modules or getattr(sys.modules["torch"], "__file__", "").startswith({str(blocker)!r})
