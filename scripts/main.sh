@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The main job on the default model: install vqcpc (no torch needed) and write four variations of a
-# real Bach chorale from the music21 corpus (a test chorale: the model never trained on it).
+# The main job: the live daemon on the default model, fed a real Bach chorale (a test chorale of the
+# music21 corpus, never trained on) over real MIDI ports with MIDI clock, its output recorded.
+# Starts a JACK server with the dummy driver when there is no MIDI system. No torch needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/jackd.sh
 EXTRAS=cpu bash scripts/setup.sh
-exec .venv/bin/vqcpc vary "${1:-bwv269}" -n 4 -o "${2:-out/main}" --force --json
+exec .venv/bin/vqcpc demo --bwv "${BWV:-269}" --bpm "${BPM:-120}" -o "${OUT:-demo-out}" --force --json
