@@ -167,6 +167,13 @@ def run_demo(bwv: str, bpm: float, out_dir: Path, model: str, force: bool) -> di
     late = sorted({e["bar"] for e in events if e["event"] == "late"})
     tpb = grid.ticks_per_bar
     total_ticks = (bars + 2) * tpb
+    # the MIDI system's own delay (clock in, notes out: one or two JACK periods each way) is measured
+    # as the median lag of the recorded onsets behind their 16ths and reported, then aligned away, as
+    # a DAW's latency compensation would
+    sec_tick = 60.0 / bpm / TICKS_PER_BEAT
+    raw = np.array([(t - t0) / sec_tick for t, m in rec if (m[0] & 0xF0) == 0x90 and len(m) > 2 and m[2] > 0])
+    lag = float(np.median((raw - np.round(raw) + 0.5) % 1.0 - 0.5)) if len(raw) else 0.0
+    t0 += lag * sec_tick
     var, stuck = recorded_grid(rec, t0, bpm, total_ticks, grid.beats_per_bar)
     shifted = Grid(var.tokens[tpb: tpb + bars * tpb], beats_per_bar=grid.beats_per_bar,
                    pickup_ticks=grid.pickup_ticks, key=grid.key, source=f"variation of {grid.source}")
@@ -174,7 +181,13 @@ def run_demo(bwv: str, bpm: float, out_dir: Path, model: str, force: bool) -> di
     out_codes = template_codes(engine, shifted)
     skip = grid.pickup_ticks // TICKS_PER_BEAT
     sounding = [b for b in range(len(in_codes)) if b >= skip and (padded_to_bars(grid)[b * 4:(b + 1) * 4] >= 2).any()]
-    consistency = float(np.mean([in_codes[b] == out_codes[b] for b in sounding])) if sounding else float("nan")
+    heard = np.full(len(in_codes), -1)  # the codes the daemon encoded from what reached its port
+    for e in events:
+        if e["event"] == "bar_in" and not e["silent"] and e["bar"] * grid.beats_per_bar < len(heard):
+            heard[e["bar"] * grid.beats_per_bar:(e["bar"] + 1) * grid.beats_per_bar] = e["codes"]
+    consistency = float(np.mean([heard[b] == out_codes[b] for b in sounding])) if sounding else float("nan")
+    vs_file = float(np.mean([in_codes[b] == out_codes[b] for b in sounding])) if sounding else float("nan")
+    heard_vs_file = float(np.mean([in_codes[b] == heard[b] for b in sounding])) if sounding else float("nan")
     others = [n for n in load_split()["test"] if n != grid.source]
     chance = []
     for name in others:
@@ -190,8 +203,7 @@ def run_demo(bwv: str, bpm: float, out_dir: Path, model: str, force: bool) -> di
     plot_grids([(f"input {grid.source} at {bpm:g} bpm", grid, in_codes),
                 (f"daemon output, shifted back one bar: code consistency {consistency:.2f}", shifted, out_codes)],
                out_dir / "demo.png")
-    sec_tick = 60.0 / bpm / TICKS_PER_BEAT
-    onset_ticks = np.array([(t - t0) / sec_tick for t, m in rec if (m[0] & 0xF0) == 0x90 and len(m) > 2 and m[2] > 0])
+    onset_ticks = raw - lag
     out_bars = sorted({int(round(x)) // tpb for x in onset_ticks})
     in_bars = sorted({int(b) for b in np.nonzero((padded_to_bars(grid).reshape(-1, tpb * N_VOICES) != 0).any(1))[0]})
     d = np.asarray(decode_ms) if decode_ms else np.zeros(1)
@@ -199,8 +211,10 @@ def run_demo(bwv: str, bpm: float, out_dir: Path, model: str, force: bool) -> di
             "bars_decoded": len(decode_ms), "late_bars": len(late), "late_bar_numbers": late, "stuck_notes": stuck,
             "decode_ms": {"median": round(float(np.median(d)), 2), "p99": round(float(np.percentile(d, 99)), 2)},
             "code_consistency": round(consistency, 4), "chance_consistency": round(float(np.median(chance)), 4),
+            "code_consistency_vs_file": round(vs_file, 4), "heard_codes_equal_file_codes": round(heard_vs_file, 4),
             "notes_out": int(len(onset_ticks)),
             "input_bars_sounding": in_bars, "output_bars_with_onsets": out_bars,
+            "midi_latency_ms": round(lag * sec_tick * 1000, 2),
             "grid_offset_max": round(float(np.abs(onset_ticks - np.round(onset_ticks)).max()), 3) if len(onset_ticks) else None,
             "grid_offset_p95": round(float(np.percentile(np.abs(onset_ticks - np.round(onset_ticks)), 95)), 3) if len(onset_ticks) else None,
             "files": {n: str(out_dir / n) for n in names}}
