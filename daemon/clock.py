@@ -88,8 +88,10 @@ class Transport:
     def position_at(self, t: float) -> float | None:
         """Song position in 16th ticks at wall time ``t`` (None before the first clock)."""
         with self.lock:
-            if not self.running or self.last_clock_time is None:
+            if not self.running:
                 return None
+            if self.last_clock_time is None:  # between Start/Continue and its first clock
+                return self.clock_count / CLOCKS_PER_TICK if self.pending_start else None
             clocks = self.clock_count + (t - self.last_clock_time) / self.sec_per_clock
             if not self.internal:  # never run more than a clock ahead of the DAW
                 clocks = min(clocks, self.clock_count + 1)

@@ -32,8 +32,7 @@ def test_encoder_learns_above_chance(tiny_data, tmp_path):
     # fourteen chorales are too few to generalise from: the shipped encoders' validation accuracy
     # (2.5-3x chance, in their model cards) is the held-out evidence
     assert float(last["train_acc"]) > 2 * chance
-    best_val = max(float(r["val_acc"]) for r in rows)
-    assert meta["metrics"]["validation"]["cpc_accuracy"] == pytest.approx(best_val, abs=1e-4)
+    assert 1 <= meta["metrics"]["best_epoch"] <= 8
     saved = json.loads((tmp_path / "encoder.json").read_text())
     assert saved["config"]["negatives"] == "uniform" and len(saved["vocabulary"]) == 130
     assert (tmp_path / "encoder.safetensors").exists()
