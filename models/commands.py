@@ -99,7 +99,9 @@ def codes(template, model, as_json, plot, backend, parts, pickup, force):
         plot_grids([(f"{grid.source}: codes of the {name} encoder", grid, c)], plot)
     if as_json:
         click.echo(json.dumps({"encoder": name, "negatives": negatives, "template": grid.source,
-                               "beats_per_bar": grid.beats_per_bar, "pickup_beats": grid.pickup_ticks // 4,
+                               "beats_per_bar": grid.beats_per_bar,
+                               "pickup_beats": (grid.ticks_per_bar - grid.pickup_ticks) / 4 if grid.pickup_ticks else 0,
+                               "padded_beats": grid.pickup_ticks // 4,
                                "codes": c, **({"plot": str(plot)} if plot else {})}))
         return
     bpb = grid.beats_per_bar
