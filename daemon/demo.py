@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -111,7 +110,6 @@ def run_demo(bwv: str, bpm: float, out_dir: Path, model: str, force: bool) -> di
     from vqcpc.export.runtime import Engine
     from vqcpc.models.generate import padded_to_bars, template_codes
     from vqcpc.models.registry import resolve_model
-    from vqcpc.models.sampling import code_consistency
     from vqcpc.music.corpus import load_split
     from vqcpc.music.io import load, save
     from vqcpc.music.plot import plot_grids
@@ -132,8 +130,6 @@ def run_demo(bwv: str, bpm: float, out_dir: Path, model: str, force: bool) -> di
     log_path.unlink(missing_ok=True)
     bars = grid.bars
     with midi_system() as system:
-        import rtmidi
-
         api = ports.api_for("auto")
         cmd = [sys.executable, "-m", "vqcpc.daemon", "--model", str(model_dir), "--meter", f"{grid.beats_per_bar}/4",
                "--in-port", in_name, "--out-port", out_name, "--clock", "midi", "--log-json", str(log_path), "--quiet"]

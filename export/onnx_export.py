@@ -2,7 +2,6 @@
 check of what was written against torch (DESIGN §5). Imports torch: export time only."""
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -16,6 +15,7 @@ from vqcpc.music.errors import ModelError
 from vqcpc.music.grid import METERS, VOICES, load_ranges, vocabulary
 
 from . import names as N
+from .runtime import file_sha256 as sha256
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -80,14 +80,6 @@ def _export(module, args, path: Path, inputs, outputs, dynamic):
     module.eval()  # a fresh wrapper is in training mode, and export restores that mode on its children
     torch.onnx.export(module, args, str(path), input_names=list(inputs), output_names=list(outputs),
                       dynamic_axes=dynamic, opset_version=OPSET, dynamo=False, do_constant_folding=True)
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def export_model(model_dir: Path, out_dir: Path | None = None, *, int8: bool = False, fp16: bool = False,

@@ -44,7 +44,7 @@ def providers_for(device: str) -> list[str]:
                      "instead of onnxruntime: pip uninstall onnxruntime && pip install 'vqcpc[gpu]')")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -77,7 +77,7 @@ class Engine:
                 raise ModelError(f"{self.dir}: {f} is not in the manifest (export it, e.g. vqcpc-export --{variant})")
             if not (self.dir / f).exists():
                 raise ModelError(f"{self.dir / f}: missing")
-            if _sha256(self.dir / f) != expected:
+            if file_sha256(self.dir / f) != expected:
                 raise ModelError(f"{self.dir / f}: sha256 differs from the manifest (file damaged or replaced)")
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads

@@ -1,6 +1,7 @@
 """Weights in safetensors, configs in JSON, resumable training state without pickles."""
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -66,3 +67,13 @@ def load_resume(folder: Path, model, opt, rng: np.random.Generator) -> dict:
     torch.set_rng_state(t["rng.torch"])
     rng.bit_generator.state = info["numpy_rng"]
     return info
+
+
+def append_csv(path: Path, row: dict, fields: list[str]) -> None:
+    """One row of a training log (header written with the first row)."""
+    new = not Path(path).exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        if new:
+            w.writeheader()
+        w.writerow({k: (f"{v:.5g}" if isinstance(v, float) else v) for k, v in row.items()})

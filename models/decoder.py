@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from vqcpc.music.grid import N_VOICES, TICKS_PER_BEAT, TOKENS_PER_BEAT
 

@@ -1,7 +1,6 @@
 """Training the decoder on the frozen encoder's codes: `vqcpc train decoder`."""
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 import os
@@ -16,7 +15,7 @@ import torch.nn.functional as F
 from vqcpc.music.errors import InputError, ModelError
 from vqcpc.music.grid import PITCH_OFFSET, VOCAB_SIZE, load_ranges, voice_token_mask
 
-from .checkpoint import RESUME_DIR, load_resume, load_weights, save_resume, save_weights
+from .checkpoint import RESUME_DIR, append_csv, load_resume, load_weights, save_resume, save_weights
 from .config import JsonConfig, load_json, save_json
 from .data import Sequences, build_sequences
 from .decoder import NEG, CodeDecoder, DecoderConfig, count_parameters
@@ -201,7 +200,7 @@ def train_decoder(model_dir: Path, cfg: DecoderConfig, tcfg: DecoderTrainConfig,
         row = {"epoch": epoch, "step": epoch * tcfg.steps_per_epoch, "seconds": round(state["seconds"], 1),
                "tokens": state["tokens"], "train_loss": loss_sum / tcfg.steps_per_epoch, "val_loss": v["loss"],
                "val_acc": v["acc"], "val_onset_acc": v["onset_acc"]}
-        _append_csv(model_dir / DECODER_LOG, row)
+        append_csv(model_dir / DECODER_LOG, row, LOG_FIELDS)
         log.info("epoch %d: train loss %.3f | val loss %.3f, acc %.3f, onset acc %.3f (%.0f tokens/s)", epoch,
                  row["train_loss"], v["loss"], v["acc"], v["onset_acc"], state["tokens"] / max(1e-9, state["seconds"]))
         if v["loss"] < state["best_loss"]:
@@ -220,12 +219,3 @@ def train_decoder(model_dir: Path, cfg: DecoderConfig, tcfg: DecoderTrainConfig,
                         "train_tokens": state["tokens"]}}
     save_json(model_dir / DECODER_JSON, meta)
     return meta
-
-
-def _append_csv(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
-        if new:
-            w.writeheader()
-        w.writerow({k: (f"{v:.5g}" if isinstance(v, float) else v) for k, v in row.items()})

@@ -1,7 +1,6 @@
 """Training the VQ-CPC encoder: `vqcpc train encoder`."""
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import time
@@ -13,7 +12,7 @@ import torch
 from vqcpc.music.errors import InputError, ModelError
 from vqcpc.music.grid import VOCAB_SIZE, vocabulary
 
-from .checkpoint import RESUME_DIR, load_resume, load_weights, save_resume, save_weights
+from .checkpoint import RESUME_DIR, append_csv, load_resume, load_weights, save_resume, save_weights
 from .config import EncoderConfig, EncoderTrainConfig, load_json, save_json
 from .data import Sequences, WindowSampler, build_sequences, corpus_grids, data_fingerprint, user_grids
 from .encoder import VQCPC, code_perplexity
@@ -143,7 +142,7 @@ def train_encoder(out: Path, cfg: EncoderConfig, tcfg: EncoderTrainConfig, *, de
                "val_loss": v["loss"], "val_acc": v["acc"],
                **{f"val_acc_k{k + 1}": a for k, a in enumerate(v["acc_k"])},
                "val_codes_used": u["codes_used"], "val_perplexity": u["perplexity"], "restarted": restarted}
-        _append_csv(out / ENCODER_LOG, row)
+        append_csv(out / ENCODER_LOG, row, LOG_FIELDS)
         log.info("epoch %d: train loss %.3f acc %.3f | val acc %.3f, codes %d, perplexity %.1f, restarted %d",
                  epoch, mean[0], mean[3], v["acc"], u["codes_used"], u["perplexity"], restarted)
         if v["acc"] > state["best_acc"] and u["codes_used"] >= max(2, cfg.codes // 2):
@@ -180,19 +179,9 @@ def _finish(out, cfg, tcfg, state, named, fingerprint, dev, command) -> dict:
     return meta
 
 
-def _append_csv(path: Path, row: dict) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=LOG_FIELDS)
-        if new:
-            w.writeheader()
-        w.writerow({k: (f"{v:.5g}" if isinstance(v, float) else v) for k, v in row.items()})
-
-
 def grid_codes(model: VQCPC, grid, device="cpu") -> np.ndarray:
     """The code of every beat of a grid (its pitches folded into the voice ranges first)."""
     from vqcpc.music.grid import fold_grid, load_ranges
 
     beats = fold_grid(grid, load_ranges()).beat_tokens().astype(np.int64)
     return model.codes(torch.as_tensor(beats, device=device)).cpu().numpy()
-
