@@ -9,7 +9,7 @@ import time
 
 import click
 
-from vqcpc.music.errors import InputError, VqcpcError
+from vqcpc.music.errors import InputError
 
 
 def _channels(text: str, what: str) -> tuple:
@@ -118,13 +118,6 @@ def daemon_cmd(model, device, api, in_port, out_port, connect_in, connect_out, l
 
 
 def main():
-    try:
-        daemon_cmd(standalone_mode=False)
-    except click.exceptions.Abort:
-        sys.exit(130)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
-    except VqcpcError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2)
+    from vqcpc.entry import run
+
+    run(daemon_cmd)

@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 import click
 
-from vqcpc.music.errors import VqcpcError
 
 
 @click.command()
@@ -30,14 +28,6 @@ def export_cmd(model_dir, out_dir, int8, fp16, force):
 
 
 def main():
-    try:
-        export_cmd(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
-    except VqcpcError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2)
+    from vqcpc.entry import run
+
+    run(export_cmd)

@@ -128,3 +128,25 @@ def test_channel_voicing():
     bar = a.close_bar(0)
     assert bar.tokens[0, 3] == pitch_token(60) and bar.tokens[0, 0] == pitch_token(55)
     assert bar.report.dropped == 1
+
+
+def _daemon_cli(*args, env=None):
+    import os
+    import subprocess
+    import sys
+
+    e = dict(os.environ, **(env or {}))
+    return subprocess.run([sys.executable, "-m", "vqcpc.daemon", *args], capture_output=True, text=True, env=e,
+                          timeout=60)
+
+
+def test_daemon_bad_option_is_one_line_and_exit_2():
+    r = _daemon_cli("--meter", "5/4")
+    assert r.returncode == 2 and r.stderr.strip() == "error: --meter 5/4: the models know 4/4 and 3/4"
+
+
+def test_daemon_without_midi_system_says_what_to_start():
+    r = _daemon_cli("--api", "jack", env={"JACK_DEFAULT_SERVER": "vqcpc-no-such-server", "JACK_NO_START_SERVER": "1"})
+    assert r.returncode == 2
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: no MIDI system found: start a JACK server") and "Traceback" not in r.stderr
