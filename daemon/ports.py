@@ -77,16 +77,19 @@ def _find(ports: list[str], name: str) -> int:
     raise MidiSystemError(f"no MIDI port named {name!r}; ports: {', '.join(ports) or '(none)'}")
 
 
-def open_input(api: int, name: str, *, client: str = "vqcpc", connect: str | None = None):
-    """A virtual input port called ``name`` (or, where virtual ports are impossible, the existing
-    port of that name). ``connect``: also connect an existing output port to it."""
+def _open(kind: str, api: int, name: str, client: str, connect: str | None):
+    """A virtual port called ``name`` (or, where virtual ports are impossible, the existing port of
+    that name); ``connect``: instead connect to that existing port."""
     rtmidi = _rtmidi()
     os.environ.setdefault("JACK_NO_START_SERVER", "1")
     if not midi_system_available(api):
         raise MidiSystemError(NO_MIDI_HINT)
     try:
-        port = rtmidi.MidiIn(api, name=client, queue_size_limit=4096)
-        port.ignore_types(sysex=True, timing=False, active_sense=True)
+        if kind == "input":
+            port = rtmidi.MidiIn(api, name=client, queue_size_limit=4096)
+            port.ignore_types(sysex=True, timing=False, active_sense=True)
+        else:
+            port = rtmidi.MidiOut(api, name=client)
         if api == rtmidi.API_WINDOWS_MM:
             port.open_port(_find(port.get_ports(), name))
         elif connect:
@@ -96,28 +99,18 @@ def open_input(api: int, name: str, *, client: str = "vqcpc", connect: str | Non
     except MidiSystemError:
         raise
     except Exception as err:  # rtmidi's own error types
-        raise MidiSystemError(f"cannot open MIDI input {name!r}: {err}") from err
+        raise MidiSystemError(f"cannot open MIDI {kind} {name!r}: {err}") from err
     return port
+
+
+def open_input(api: int, name: str, *, client: str = "vqcpc", connect: str | None = None):
+    """The daemon's input; ``connect``: an existing output port (e.g. the DAW's) to listen to."""
+    return _open("input", api, name, client, connect)
 
 
 def open_output(api: int, name: str, *, client: str = "vqcpc", connect: str | None = None):
-    rtmidi = _rtmidi()
-    os.environ.setdefault("JACK_NO_START_SERVER", "1")
-    if not midi_system_available(api):
-        raise MidiSystemError(NO_MIDI_HINT)
-    try:
-        port = rtmidi.MidiOut(api, name=client)
-        if api == rtmidi.API_WINDOWS_MM:
-            port.open_port(_find(port.get_ports(), name))
-        elif connect:
-            port.open_port(_find(port.get_ports(), connect), name)
-        else:
-            port.open_virtual_port(name)
-    except MidiSystemError:
-        raise
-    except Exception as err:
-        raise MidiSystemError(f"cannot open MIDI output {name!r}: {err}") from err
-    return port
+    """The daemon's output; ``connect``: an existing input port (e.g. a synth) to play into."""
+    return _open("output", api, name, client, connect)
 
 
 def list_ports(api: int) -> dict[str, list[str]]:
