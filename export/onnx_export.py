@@ -41,12 +41,19 @@ class MemoryGraph(nn.Module):
 
 
 class StepGraph(nn.Module):
+    """The decoder's step with one input a layer for the rings (names.step_inputs order)."""
+
     def __init__(self, decoder):
         super().__init__()
         self.decoder = decoder
 
-    def forward(self, *args):
-        return self.decoder.step(*args)
+    def forward(self, *flat):
+        return self.decoder.step(*N.unflatten_step(flat, self.decoder.cfg.layers))
+
+
+def step_feed(decoder, step) -> dict:
+    """example_inputs' step tuple -> the ONNX step graph's feed (numpy, one ring input a layer)."""
+    return dict(zip(N.step_inputs(decoder.cfg.layers), map(_np, N.flatten_step(*step))))
 
 
 def example_inputs(decoder, batch: int = 2, bpb: int = 4, seed: int = 0, dtype=torch.float32):
@@ -108,11 +115,11 @@ def export_model(model_dir: Path, out_dir: Path | None = None, *, int8: bool = F
     _export(MemoryGraph(decoder), mem, out_dir / N.MEMORY_FILE, N.MEMORY_INPUTS, N.MEMORY_OUTPUTS,
             {"codes": {0: "batch", 1: "n"}, "code_beat": {0: "batch", 1: "n"}, "beats_per_bar": {0: "batch"},
              "cross_key": {1: "batch", 3: "n"}, "cross_value": {1: "batch", 3: "n"}})
-    batch_axes = {"token": {0: "batch"}, "position": {0: "batch"}, "ring_key": {1: "batch"},
-                  "ring_value": {1: "batch"}, "ring_position": {0: "batch"}, "cross_key": {1: "batch"},
-                  "cross_value": {1: "batch"}, "code_beat": {0: "batch"}, "beats_per_bar": {0: "batch"},
-                  "logits": {0: "batch"}, "new_key": {1: "batch"}, "new_value": {1: "batch"}}
-    _export(StepGraph(decoder), step, out_dir / N.STEP_FILE, N.STEP_INPUTS, N.STEP_OUTPUTS, batch_axes)
+    step_names = N.step_inputs(decoder.cfg.layers)
+    batch_axes = {name: {0: "batch"} for name in step_names}
+    batch_axes.update({"logits": {0: "batch"}, "new_key": {1: "batch"}, "new_value": {1: "batch"}})
+    _export(StepGraph(decoder), tuple(N.flatten_step(*step)), out_dir / N.STEP_FILE, step_names, N.STEP_OUTPUTS,
+            batch_axes)
     encoder.eval(), decoder.eval()
     checks = {"fp32": check_fp32(out_dir, encoder, decoder)}
     files = [N.ENCODER_FILE, N.MEMORY_FILE, N.STEP_FILE]
@@ -148,7 +155,7 @@ def export_model(model_dir: Path, out_dir: Path | None = None, *, int8: bool = F
         "layers": cfg.layers,
         "heads": cfg.heads,
         "head_dim": cfg.d_model // cfg.heads,
-        "inputs": {"encoder": N.ENCODER_INPUTS, "memory": N.MEMORY_INPUTS, "step": N.STEP_INPUTS},
+        "inputs": {"encoder": N.ENCODER_INPUTS, "memory": N.MEMORY_INPUTS, "step": step_names},
         "outputs": {"encoder": N.ENCODER_OUTPUTS, "memory": N.MEMORY_OUTPUTS, "step": N.STEP_OUTPUTS},
         "tolerances": {"fp32": N.FP32_TOLERANCE, **{k: v for k, v in N.VARIANT_TOLERANCE.items() if k in checks},
                        "variant_top1": N.VARIANT_TOP1},
@@ -191,7 +198,7 @@ def check_fp32(out_dir: Path, encoder, decoder) -> dict:
             raise ModelError("export check: encoder.onnx codes differ from torch")
         m_onnx = _session(out_dir / N.MEMORY_FILE).run(None, dict(zip(N.MEMORY_INPUTS, map(_np, mem))))
         m_torch = [_np(x) for x in MemoryGraph(decoder)(*mem)]
-        s_onnx = _session(out_dir / N.STEP_FILE).run(None, dict(zip(N.STEP_INPUTS, map(_np, step))))
+        s_onnx = _session(out_dir / N.STEP_FILE).run(None, step_feed(decoder, step))
         s_torch = [_np(x) for x in decoder.step(*step)]
         _finite("ONNX", *m_onnx, *s_onnx)
         _finite("torch", *m_torch, *s_torch)
@@ -211,7 +218,7 @@ def check_variant(out_dir: Path, decoder, variant: str, feeds=None) -> dict:
     for seed in range(8):
         _, _, step = example_inputs(decoder, batch=8, bpb=4 if seed % 2 else 3, seed=100 + seed)
         ref = _np(decoder.step(*step)[0])
-        feed = dict(zip(N.STEP_INPUTS, map(_np, step)))
+        feed = step_feed(decoder, step)
         if feeds:
             feed = feeds(feed)
         got = sess.run(None, feed)[0].astype(np.float32)

@@ -61,7 +61,8 @@ def read_manifest(model_dir: Path) -> dict:
     except json.JSONDecodeError as err:
         raise ModelError(f"{path}: unreadable manifest ({err})") from None
     if manifest.get("format_version") != N.FORMAT_VERSION:
-        raise ModelError(f"{path}: format version {manifest.get('format_version')}, this vqcpc reads {N.FORMAT_VERSION}")
+        raise ModelError(f"{path}: format version {manifest.get('format_version')}, this vqcpc reads "
+                         f"{N.FORMAT_VERSION}: re-export it (vqcpc-export {model_dir} --force)")
     return manifest
 
 
@@ -122,12 +123,14 @@ class OrtStream:
         self.S, self.C = m["ring_slots"], m["code_slots"]
         nbars = m["window_tokens"] // (TOKENS_PER_BEAT * beats_per_bar)
         self.context_bars = m["code_layers"] * (nbars - 1) + 1
-        self.ring_k = np.zeros((L, batch, H, self.S, dh), np.float32)
-        self.ring_v = np.zeros_like(self.ring_k)
+        # one array a layer (the graph's inputs are per layer: nothing is split or copied whole)
+        self.ring_k = [np.zeros((batch, H, self.S, dh), np.float32) for _ in range(L)]
+        self.ring_v = [np.zeros_like(a) for a in self.ring_k]
         self.ring_pos = np.full((batch, self.S), -1, np.int64)
-        self.cross_k = np.zeros((L, batch, H, self.C, dh), np.float32)
-        self.cross_v = np.zeros_like(self.cross_k)
+        self.cross_k = [np.zeros((batch, H, self.C, dh), np.float32) for _ in range(L)]
+        self.cross_v = [np.zeros_like(a) for a in self.cross_k]
         self.code_beat = np.full((batch, self.C), -1, np.int64)
+        self.input_names = N.step_inputs(L)
         self.bpb_arr = np.full((batch,), beats_per_bar, np.int64)
         self.codes: list[np.ndarray] = []
         self.bars = 0
@@ -145,8 +148,9 @@ class OrtStream:
         ck, cv = self.e.memory.run(None, {"codes": codes, "code_beat": beats, "beats_per_bar": self.bpb_arr})
         new = beats[0, -self.bpb:]
         slots = new % self.C
-        self.cross_k[:, :, :, slots] = ck[:, :, :, -self.bpb:]
-        self.cross_v[:, :, :, slots] = cv[:, :, :, -self.bpb:]
+        for i in range(len(self.cross_k)):
+            self.cross_k[i][:, :, slots] = ck[i, :, :, -self.bpb:]
+            self.cross_v[i][:, :, slots] = cv[i, :, :, -self.bpb:]
         self.code_beat[:, slots] = new
 
     def step(self, tok_in: np.ndarray | None = None) -> np.ndarray:
@@ -155,14 +159,13 @@ class OrtStream:
             self.prev = np.asarray(tok_in, np.int64).reshape(self.B)
         if self.pos // (TOKENS_PER_BEAT * self.bpb) >= self.bars:
             raise RuntimeError("the codes of this bar have not been pushed")
-        feed = {"token": self.prev, "position": np.full((self.B,), self.pos, np.int64),
-                "ring_key": self.ring_k, "ring_value": self.ring_v, "ring_position": self.ring_pos,
-                "cross_key": self.cross_k, "cross_value": self.cross_v, "code_beat": self.code_beat,
-                "beats_per_bar": self.bpb_arr}
-        logits, k1, v1 = self.e.step_session.run(None, feed)
+        flat = N.flatten_step(self.prev, np.full((self.B,), self.pos, np.int64), self.ring_k, self.ring_v,
+                              self.ring_pos, self.cross_k, self.cross_v, self.code_beat, self.bpb_arr)
+        logits, k1, v1 = self.e.step_session.run(None, dict(zip(self.input_names, flat)))
         slot = self.pos % self.S
-        self.ring_k[:, :, :, slot] = k1[:, :, :, 0]
-        self.ring_v[:, :, :, slot] = v1[:, :, :, 0]
+        for i in range(len(self.ring_k)):
+            self.ring_k[i][:, :, slot] = k1[i, :, :, 0]
+            self.ring_v[i][:, :, slot] = v1[i, :, :, 0]
         self.ring_pos[:, slot] = self.pos
         self.pos += 1
         return logits

@@ -51,20 +51,29 @@ def bars_in_window(window: int, beats_per_bar: torch.Tensor) -> torch.Tensor:
     return window // (beats_per_bar * TOKENS_PER_BEAT)
 
 
-def attend(q, k, v, rel, rel_idx, allowed):
+def attend(q, k, v, rel, rel_idx, allowed, k_new=None, v_new=None):
     """Scaled dot-product attention with relative position scores gathered at clipped distances.
 
     q: (B, H, Tq, D); k, v: (B, H, Tk, D); rel: (H, R, D) one embedding per distance;
     rel_idx: (B, Tq, Tk) int64 in [0, R); allowed: (B, Tq, Tk) bool. Returns (B, H, Tq, D).
+    With ``k_new``/``v_new`` (B, H, Tn, D), the keys are ``k`` then ``k_new`` (Tk counts both in
+    rel_idx and allowed): the one-token step attends to its ring and its own key this way, so
+    the ring is never copied into a concatenation (its scores are, which are small).
     """
     B, H, Tq, D = q.shape
-    Tk = k.shape[2]
     scores = q @ k.transpose(-1, -2)  # (B, H, Tq, Tk)
+    if k_new is not None:
+        scores = torch.cat([scores, q @ k_new.transpose(-1, -2)], dim=-1)
+    Tk = scores.shape[-1]
     rel_scores = torch.matmul(q, rel.transpose(-1, -2))  # (B, H, Tq, R)
     rel_scores = rel_scores.gather(-1, rel_idx.unsqueeze(1).expand(B, H, Tq, Tk))  # (B, H, Tq, Tk)
     scores = (scores + rel_scores) / math.sqrt(D)
     scores = scores + (~allowed).unsqueeze(1).to(scores.dtype) * NEG
-    return torch.softmax(scores, dim=-1) @ v
+    p = torch.softmax(scores, dim=-1)
+    if k_new is None:
+        return p @ v
+    n_old = k.shape[2]
+    return p[..., :n_old] @ v + p[..., n_old:] @ v_new
 
 
 class Attention(nn.Module):
@@ -84,8 +93,8 @@ class Attention(nn.Module):
         k, v = self.kv(x).chunk(2, dim=-1)
         return self.split(k), self.split(v)
 
-    def forward(self, x, k, v, rel_idx, allowed):
-        out = attend(self.split(self.q(x)), k, v, self.rel, rel_idx, allowed)  # (B, H, T, dh)
+    def forward(self, x, k, v, rel_idx, allowed, k_new=None, v_new=None):
+        out = attend(self.split(self.q(x)), k, v, self.rel, rel_idx, allowed, k_new, v_new)  # (B, H, T, dh)
         B, _, T, _ = out.shape
         return self.o(out.transpose(1, 2).reshape(B, T, -1))
 
@@ -114,9 +123,10 @@ class DecoderLayer(nn.Module):
         self.ff = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model))
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, k, v, self_idx, self_ok, ck, cv, cross_idx, cross_ok):
-        """x: (B, T, d); k, v: self-attention keys/values (B, H, S, dh) that include x's own."""
-        x = x + self.drop(self.self_att(self.n1(x), k, v, self_idx, self_ok))
+    def forward(self, x, k, v, self_idx, self_ok, ck, cv, cross_idx, cross_ok, k_new=None, v_new=None):
+        """x: (B, T, d); k, v: self-attention keys/values (B, H, S, dh) that include x's own, or
+        the ring's, with x's own in k_new, v_new (the one-token step)."""
+        x = x + self.drop(self.self_att(self.n1(x), k, v, self_idx, self_ok, k_new, v_new))
         x = x + self.drop(self.cross(self.n2(x), ck, cv, cross_idx, cross_ok))
         return x + self.drop(self.ff(self.n3(x)))
 
@@ -205,9 +215,11 @@ class CodeDecoder(nn.Module):
     def step(self, tok_in, pos, ring_k, ring_v, ring_pos, cross_k, cross_v, code_beat, beats_per_bar):
         """One token for each of B streams.
 
-        tok_in, pos: (B,); ring_k, ring_v: (L, B, H, S, dh) past keys/values, ring_pos: (B, S)
-        (-1 empty); cross_k, cross_v: (L, B, H, C, dh), code_beat: (B, C) (-1 empty).
-        Returns logits (B, V) and this step's keys/values new_k, new_v: (L, B, H, 1, dh).
+        tok_in, pos: (B,); ring_k, ring_v: (L, B, H, S, dh) past keys/values, or a sequence of L
+        (B, H, S, dh) tensors (the ONNX graph takes one input a layer, so that no input is split);
+        ring_pos: (B, S) (-1 empty); cross_k, cross_v: the same for (L, B, H, C, dh); code_beat:
+        (B, C) (-1 empty). Returns logits (B, V) and this step's keys/values new_k, new_v:
+        (L, B, H, 1, dh).
         """
         x = self.embed(tok_in.unsqueeze(1), pos.unsqueeze(1), beats_per_bar)  # (B, 1, d)
         kpos = torch.cat([ring_pos, pos.unsqueeze(1)], dim=1)  # (B, S + 1)
@@ -217,9 +229,7 @@ class CodeDecoder(nn.Module):
         new_k, new_v = [], []
         for i, layer in enumerate(self.layers):
             k1, v1 = layer.self_att.keys_values(layer.n1(x))  # (B, H, 1, dh)
-            k = torch.cat([ring_k[i], k1], dim=2)
-            v = torch.cat([ring_v[i], v1], dim=2)
-            x = layer(x, k, v, self_idx, self_ok, cross_k[i], cross_v[i], c_idx, c_ok)
+            x = layer(x, ring_k[i], ring_v[i], self_idx, self_ok, cross_k[i], cross_v[i], c_idx, c_ok, k1, v1)
             new_k.append(k1)
             new_v.append(v1)
         return self.head(self.norm(x))[:, 0], torch.stack(new_k), torch.stack(new_v)

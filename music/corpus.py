@@ -7,6 +7,7 @@ import logging
 import os
 import random
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -75,15 +76,44 @@ def _parse_all() -> tuple[list[Chorale], dict]:
 def load_corpus(*, refresh: bool = False) -> list[Chorale]:
     """All four-part chorales as grids, from the on-disk cache when it matches code and music21."""
     path = cache_dir() / f"chorales-{_code_fingerprint()}.npz"
-    if path.exists() and not refresh:
-        try:
-            return _read_cache(path)
-        except (OSError, ValueError, KeyError) as err:
-            log.warning("corpus cache %s unreadable (%s); rebuilding", path, err)
-    log.info("parsing the music21 chorales (about a minute; cached afterwards in %s)", path.parent)
-    chorales, skipped = _parse_all()
-    _write_cache(path, chorales, skipped)
+    if not refresh and (cached := _try_cache(path)) is not None:
+        return cached
+    # Two processes started together (two trainings) must not parse at once: music21's own parse
+    # cache is read while the other process is still writing it. The second waits, then reads ours.
+    with _cache_lock(path.parent):
+        if not refresh and (cached := _try_cache(path)) is not None:
+            return cached
+        log.info("parsing the music21 chorales (about a minute; cached afterwards in %s)", path.parent)
+        chorales, skipped = _parse_all()
+        _write_cache(path, chorales, skipped)
     return chorales
+
+
+def _try_cache(path: Path) -> list[Chorale] | None:
+    if not path.exists():
+        return None
+    try:
+        return _read_cache(path)
+    except (OSError, ValueError, KeyError) as err:
+        log.warning("corpus cache %s unreadable (%s); rebuilding", path, err)
+        return None
+
+
+@contextmanager
+def _cache_lock(folder: Path):
+    """An exclusive lock on FOLDER/corpus.lock (POSIX flock; no lock where fcntl is missing)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no concurrent trainings expected there
+        yield
+        return
+    with open(folder / "corpus.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _write_cache(path: Path, chorales: list[Chorale], skipped: dict) -> None:
