@@ -33,9 +33,10 @@ def _add_commands() -> None:
 
     main.add_command(data)
     main.add_command(inspect)
-    from vqcpc.models.commands import codes, train, vary
+    from vqcpc.models.commands import codes, evaluate, train, vary
 
     main.add_command(train)
+    main.add_command(evaluate)
     main.add_command(codes)
     main.add_command(vary)
     from vqcpc.daemon.demo import demo_command

@@ -97,9 +97,12 @@ def export_model(model_dir: Path, out_dir: Path | None = None, *, int8: bool = F
 
     model_dir = Path(model_dir)
     out_dir = Path(out_dir) if out_dir else model_dir
-    for f in (ENCODER_JSON, DECODER_JSON):
-        if not (model_dir / f).exists():
-            raise ModelError(f"{model_dir}: no {f}; train the model first")
+    if not (model_dir / ENCODER_JSON).exists():
+        raise ModelError(f"{model_dir}: no {ENCODER_JSON}; train the model first")
+    if not (model_dir / DECODER_JSON).exists():
+        if int8 or fp16:
+            raise ModelError(f"{model_dir}: no {DECODER_JSON}: an encoder alone has no step graph to quantize")
+        return export_encoder(model_dir, out_dir, force=force)
     targets = [N.ENCODER_FILE, N.MEMORY_FILE, N.STEP_FILE, N.MANIFEST]
     targets += [N.variant_file(N.STEP_FILE, "int8")] if int8 else []
     targets += [N.variant_file(N.STEP_FILE, "fp16")] if fp16 else []
@@ -164,6 +167,47 @@ def export_model(model_dir: Path, out_dir: Path | None = None, *, int8: bool = F
         "training": {"encoder": {"command": enc_meta.get("command"), "metrics": enc_meta.get("metrics")},
                      "decoder": {"command": dec_meta.get("command"), "metrics": dec_meta.get("metrics"),
                                  "parameters": dec_meta.get("parameters")}},
+    }
+    (out_dir / N.MANIFEST).write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def export_encoder(model_dir: Path, out_dir: Path, *, force: bool = False) -> dict:
+    """An encoder-only directory (e.g. a grader encoder) -> encoder.onnx and an encoder manifest."""
+    from vqcpc.models.train_encoder import ENCODER_JSON, load_encoder
+
+    for t in (N.ENCODER_FILE, N.MANIFEST):
+        if (out_dir / t).exists() and not force:
+            raise ModelError(f"{out_dir / t}: already exists (use --force to overwrite)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    encoder, meta = load_encoder(model_dir)
+    encoder.eval()
+    beats = torch.randint(0, 130, (64, 16), generator=torch.Generator().manual_seed(0))
+    _export(EncoderGraph(encoder), (beats,), out_dir / N.ENCODER_FILE, N.ENCODER_INPUTS, N.ENCODER_OUTPUTS,
+            {"beats": {0: "n"}, "codes": {0: "n"}})
+    with torch.no_grad():
+        same = np.array_equal(_session(out_dir / N.ENCODER_FILE).run(None, {"beats": _np(beats)})[0],
+                              _np(EncoderGraph(encoder)(beats)))
+    if not same:
+        raise ModelError("export check: encoder.onnx codes differ from torch")
+    for src in ("encoder.safetensors", ENCODER_JSON):
+        if out_dir != model_dir:
+            shutil.copy2(model_dir / src, out_dir / src)
+    files = [N.ENCODER_FILE, "encoder.safetensors"]
+    manifest = {
+        "format_version": N.FORMAT_VERSION,
+        "kind": "encoder",
+        "name": model_dir.name,
+        "negatives": meta["config"]["negatives"],
+        "seed": meta.get("train", {}).get("seed"),
+        "vocabulary": vocabulary(),
+        "voice_ranges": {v: list(r) for v, r in zip(VOICES, load_ranges())},
+        "codebook_size": meta["config"]["codes"],
+        "inputs": {"encoder": N.ENCODER_INPUTS},
+        "outputs": {"encoder": N.ENCODER_OUTPUTS},
+        "checks": {"encoder_codes_equal": True},
+        "sha256": {f: sha256(out_dir / f) for f in files},
+        "training": {"encoder": {"command": meta.get("command"), "metrics": meta.get("metrics")}},
     }
     (out_dir / N.MANIFEST).write_text(json.dumps(manifest, indent=1))
     return manifest

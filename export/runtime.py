@@ -66,37 +66,44 @@ def read_manifest(model_dir: Path) -> dict:
     return manifest
 
 
-class Engine:
-    def __init__(self, model_dir, device: str = "cpu", threads: int = 1, variant: str | None = None):
+def _verify(model_dir: Path, manifest: dict, files) -> None:
+    for f in files:
+        expected = manifest["sha256"].get(f)
+        if expected is None:
+            raise ModelError(f"{model_dir}: {f} is not in the manifest (export it with vqcpc-export)")
+        if not (model_dir / f).exists():
+            raise ModelError(f"{model_dir / f}: missing")
+        if file_sha256(model_dir / f) != expected:
+            raise ModelError(f"{model_dir / f}: sha256 differs from the manifest (file damaged or replaced)")
+
+
+class EncoderEngine:
+    """encoder.onnx alone: beats -> codes. A full model's encoder, or a grader encoder (a directory
+    exported from an encoder-only training, manifest kind "encoder")."""
+
+    def __init__(self, model_dir, device: str = "cpu", threads: int = 1):
         ort = _ort()
         self.dir = Path(model_dir)
         self.manifest = m = read_manifest(self.dir)
-        step_file = N.variant_file(N.STEP_FILE, variant)
-        for f in (N.ENCODER_FILE, N.MEMORY_FILE, step_file):
-            expected = m["sha256"].get(f)
-            if expected is None:
-                raise ModelError(f"{self.dir}: {f} is not in the manifest (export it, e.g. vqcpc-export --{variant})")
-            if not (self.dir / f).exists():
-                raise ModelError(f"{self.dir / f}: missing")
-            if file_sha256(self.dir / f) != expected:
-                raise ModelError(f"{self.dir / f}: sha256 differs from the manifest (file damaged or replaced)")
+        _verify(self.dir, m, [N.ENCODER_FILE])
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.options = so
         self.providers = providers_for(device)
         self.device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
-        try:
-            self.encoder = ort.InferenceSession(str(self.dir / N.ENCODER_FILE), so, providers=self.providers)
-            self.memory = ort.InferenceSession(str(self.dir / N.MEMORY_FILE), so, providers=self.providers)
-            self.step_session = ort.InferenceSession(str(self.dir / step_file), so, providers=self.providers)
-        except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise ModelError(f"{self.dir}: onnxruntime cannot load the graphs ({err})") from err
+        self.encoder = self._session(N.ENCODER_FILE)
         self.ranges = [tuple(m["voice_ranges"][v]) for v in VOICES]
         self.voice_mask = voice_token_mask(self.ranges)
         self.n_codes = m["codebook_size"]
-        self.start_token = m["start_token"]
+
+    def _session(self, file: str):
+        try:
+            return _ort().InferenceSession(str(self.dir / file), self.options, providers=self.providers)
+        except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ModelError(f"{self.dir}: onnxruntime cannot load {file} ({err})") from err
 
     @property
     def name(self) -> str:
@@ -108,6 +115,21 @@ class Engine:
         if beats.shape[0] == 0:
             return np.zeros(0, np.int64)
         return self.encoder.run(None, {"beats": beats})[0]
+
+
+class Engine(EncoderEngine):
+    """Encoder, code memory and step graphs of an exported model: encodes and generates."""
+
+    def __init__(self, model_dir, device: str = "cpu", threads: int = 1, variant: str | None = None):
+        super().__init__(model_dir, device, threads)
+        m = self.manifest
+        if m.get("kind") == "encoder":
+            raise ModelError(f"{self.dir}: an encoder alone (no decoder); it can grade, not generate")
+        step_file = N.variant_file(N.STEP_FILE, variant)
+        _verify(self.dir, m, [N.MEMORY_FILE, step_file])
+        self.memory = self._session(N.MEMORY_FILE)
+        self.step_session = self._session(step_file)
+        self.start_token = m["start_token"]
 
     def new_stream(self, beats_per_bar: int, batch: int = 1) -> "OrtStream":
         return OrtStream(self, beats_per_bar, batch)

@@ -219,3 +219,87 @@ def vary(template, n, out, model, temperature, top_p, seed, candidates, codes_te
     for r in report:
         click.echo(f"  {r['midi']}  code consistency {r['code_consistency']:.2f}  novelty {r['novelty']:.2f}")
     click.echo(f"  plot: {plot_path}")
+
+
+@click.command()
+@click.option("--model", "models", multiple=True, help="Shipped model name or model directory (repeatable; "
+              "default: both shipped models).")
+@click.option("--grader", "graders", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Grader encoder directory for each --model, in order (default: the shipped grader of the "
+                   "model's kind).")
+@click.option("--split", type=click.Choice(["validation", "test"]), default="validation", show_default=True,
+              help="validation for tuning; test for the report.")
+@click.option("-n", "n", type=click.IntRange(1, 32), default=4, show_default=True, help="Variations a chorale and seed.")
+@click.option("--seeds", type=click.IntRange(1, 20), default=3, show_default=True)
+@click.option("--candidates", type=click.IntRange(2, 16), default=2, show_default=True,
+              help="Candidates for the reranked system (the first of each group is the unreranked sample).")
+@click.option("--temperature", type=click.FloatRange(0, 10), default=1.0, show_default=True)
+@click.option("--top-p", type=click.FloatRange(0.01, 1.0), default=0.95, show_default=True)
+@click.option("--backend", type=click.Choice(["onnx", "torch"]), default="onnx", show_default=True)
+@click.option("--jobs", type=click.IntRange(1, 64), default=None, help="Worker processes (default: cores, at most 4).")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first LIMIT chorales (a quick look).")
+@click.option("-o", "--out", "out", type=click.Path(file_okay=False), help="Report folder: quality.md, results.json, PNGs.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (without the per-variation points).")
+@click.option("--force", is_flag=True, help="Overwrite an existing report in OUT.")
+def evaluate(models, graders, split, n, seeds, candidates, temperature, top_p, backend, jobs, limit, out, as_json,
+             force):
+    """Variations of every chorale of a split, measured beside the baselines (DESIGN §7)."""
+    from pathlib import Path
+
+    from .evaluate import ModelSpec, Settings, default_jobs
+    from .evaluate import evaluate as run_evaluation
+    from .registry import SHIPPED, encoder_seed_and_kind, grader_for, resolve_model
+    from .report import FILES, goals, write_report
+
+    models = models or SHIPPED
+    if graders and len(graders) != len(models):
+        raise InputError(f"--grader given {len(graders)} times for {len(models)} models: give one per --model, or none")
+    if out:
+        clash = [Path(out) / f for f in FILES if (Path(out) / f).exists()]
+        if clash and not force:
+            raise InputError(f"{clash[0]}: already exists (use --force to overwrite)")
+    specs, warnings = [], []
+    for i, m in enumerate(models):
+        d = resolve_model(m)
+        g = Path(graders[i]) if graders else grader_for(d)
+        (ms, mk), (gs, gk) = encoder_seed_and_kind(d), encoder_seed_and_kind(g)
+        if ms == gs:
+            warnings.append(f"{m}: the grader {g} was trained with the model's own seed {ms}: not an independent grader")
+        if mk != gk:
+            warnings.append(f"{m}: the grader's negatives ({gk}) differ from the model's ({mk})")
+        name = m if m in SHIPPED else d.name
+        specs.append(ModelSpec(name, str(d), str(g)))
+    if len({s.name for s in specs}) != len(specs):
+        raise InputError("two --model arguments have the same name; give distinct directories")
+    st = Settings(split=split, n=n, seeds=seeds, candidates=candidates, temperature=temperature, top_p=top_p,
+                  backend=backend, jobs=jobs or default_jobs(), limit=limit)
+
+    def progress(done, total):
+        if not as_json:
+            click.echo(f"\r{done}/{total} model x chorale tasks", nl=done == total, err=True)
+
+    result = run_evaluation(specs, st, progress=progress)
+    result["warnings"] = warnings
+    result["goals"] = goals(result)
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
+    if out:
+        written = write_report(result, Path(out), _command_line())
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in result.items() if k != "points"}))
+        return
+    click.echo(f"{result['split']}: {result['chorales']} chorales in {result['seconds']:.0f} s")
+    click.echo(f"{'system':32s} {'consist.':>8s} {'grader':>8s} {'novelty':>8s} {'copy':>5s} {'par/100':>8s} "
+               f"{'cross':>7s} {'range':>7s}")
+    rows = [(k, v) for k, v in result["systems"].items()] + [("Bach", result["bach"])]
+    for name, s in rows:
+        def f(key, fmt="8.3f"):
+            return format(s[key], fmt) if key in s else format("-", ">" + fmt.split(".")[0])
+        click.echo(f"{name:32s} {f('code_consistency')} {f('code_consistency_other_grader')} {f('novelty')} "
+                   f"{s['max_copy_beats']:5d} {f('parallels_per_100_beats', '8.2f')} {f('crossings_per_100_beats', '7.2f')} "
+                   f"{f('out_of_range_per_100_beats', '7.2f')}")
+    for model, g in result["goals"].items():
+        missed = [k for k, r in g.items() if not r["met"]]
+        click.echo(f"{model}: goals met {len(g) - len(missed)}/{len(g)}" + (f"; missed: {'; '.join(missed)}" if missed else ""))
+    if out:
+        click.echo(f"report: {written[0]}")

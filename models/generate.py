@@ -67,22 +67,11 @@ def generate(backend, grid: Grid, codes: np.ndarray, *, n: int = 4, temperature:
              seed: int | None = 0, candidates: int = 1) -> list[Variation]:
     """``n`` variations of ``grid``'s length and meter that follow ``codes`` (one per beat of
     whole bars); with ``candidates`` > 1, each is the best of that many by code consistency."""
-    bpb, tpb = grid.beats_per_bar, grid.ticks_per_bar
-    bars = grid.bars
-    assert len(codes) == bars * bpb, (len(codes), bars, bpb)
+    bpb = grid.beats_per_bar
+    assert len(codes) == grid.bars * bpb, (len(codes), grid.bars, bpb)
     B = n * candidates
-    stream = backend.new_stream(bpb, B)
     sampler = Sampler(backend.voice_mask, B, temperature=temperature, top_p=top_p, seed=seed)
-    out = np.zeros((bars * tpb * 4, B), dtype=np.int64)
-    prev = None
-    for bar in range(bars):
-        stream.push_codes(np.tile(codes[bar * bpb:(bar + 1) * bpb], (B, 1)))
-        for p in range(bar * tpb * 4, (bar + 1) * tpb * 4):
-            logits = stream.step(prev)
-            forced = REST if p // 4 < grid.pickup_ticks else None
-            prev = sampler.sample(logits, p % 4, forced)
-            out[p] = prev
-    grids = [out[:, b].reshape(-1, 4)[: grid.ticks] for b in range(B)]
+    grids = decode(backend, grid, np.tile(codes, (B, 1)), [(slice(0, B), sampler)])
     recoded = [backend.encode(padded_to_bars(dataclasses.replace(grid, tokens=g)).reshape(-1, TOKENS_PER_BEAT).astype(np.int64))
                for g in grids]
     skip = grid.pickup_ticks // TICKS_PER_BEAT
@@ -95,6 +84,27 @@ def generate(backend, grid: Grid, codes: np.ndarray, *, n: int = 4, temperature:
         result.append(Variation(g, recoded[best], code_consistency(recoded[best], codes, skip),
                                 onset_novelty(g.tokens, fold_grid(grid, load_ranges()).tokens)))
     return result
+
+
+def decode(backend, grid: Grid, code_rows: np.ndarray, samplers) -> list[np.ndarray]:
+    """One batch of streams, row r following ``code_rows[r]`` (one code a beat of whole bars),
+    each row sampled by the sampler whose slice holds it: ``samplers`` is [(slice, Sampler)].
+    Returns each row's tokens, (grid.ticks, 4); a padded pickup is forced to REST."""
+    bpb, tpb = grid.beats_per_bar, grid.ticks_per_bar
+    B = len(code_rows)
+    stream = backend.new_stream(bpb, B)
+    out = np.zeros((grid.bars * tpb * 4, B), dtype=np.int64)
+    prev = None
+    for bar in range(grid.bars):
+        stream.push_codes(np.ascontiguousarray(code_rows[:, bar * bpb:(bar + 1) * bpb]))
+        for p in range(bar * tpb * 4, (bar + 1) * tpb * 4):
+            logits = stream.step(prev)
+            forced = REST if p // 4 < grid.pickup_ticks else None
+            prev = np.empty(B, dtype=np.int64)
+            for rows, sampler in samplers:
+                prev[rows] = sampler.sample(logits[rows], p % 4, forced)
+            out[p] = prev
+    return [out[:, b].reshape(-1, 4)[: grid.ticks] for b in range(B)]
 
 
 class TorchBackend:

@@ -41,3 +41,18 @@ def tiny_model(tmp_path_factory, tiny_data):
 
     export_model(out)
     return out, enc, dec
+
+
+@pytest.fixture(scope="session")
+def tiny_grader(tmp_path_factory, tiny_data):
+    """A second tiny encoder of the same kind, another seed, exported alone: a grader."""
+    from vqcpc.export.onnx_export import export_model
+    from vqcpc.models.config import EncoderConfig, EncoderTrainConfig
+    from vqcpc.models.train_encoder import train_encoder
+
+    out = tmp_path_factory.mktemp("tiny-grader")
+    train_encoder(out, EncoderConfig(d_embed=16, d_gru=32, d_latent=8, d_z=32, d_context=32, dropout=0.0),
+                  EncoderTrainConfig(epochs=2, steps_per_epoch=20, batch_size=32, restart_every=25, val_windows=256,
+                                     threads=1, seed=1, data=str(tiny_data)), progress=False, command="test grader")
+    export_model(out)
+    return out
