@@ -48,6 +48,7 @@ class Settings:
     temperature: float = 1.0
     top_p: float = 0.95
     backend: str = "onnx"
+    parallels: bool = False  # True: sample without the parallel fifths/octaves rule (the model alone)
     jobs: int = 2
     limit: int | None = None  # the first LIMIT chorales of the split (quick runs, tests)
 
@@ -165,9 +166,9 @@ def model_on_chorale(spec: ModelSpec, st: Settings, index: int, grid: Grid, othe
         shuffled = np.concatenate([own_t[:skip], rng.permutation(own_t[skip:])])
         rows = np.stack([own_t] * (n * k) + [shuffled] * n)
         samplers = [(slice(0, n * k), Sampler(backend.voice_mask, n * k, temperature=st.temperature,
-                                               top_p=st.top_p, seed=seed)),
+                                               top_p=st.top_p, seed=seed, parallels=st.parallels)),
                     (slice(n * k, n * k + n), Sampler(backend.voice_mask, n, temperature=st.temperature,
-                                                      top_p=st.top_p, seed=seed + 500))]
+                                                      top_p=st.top_p, seed=seed + 500, parallels=st.parallels))]
         grids = decode(backend, grid, rows, samplers)
         own = [_encode(backend, g, grid) for g in grids]
         oth = [_encode(grader, g, grid) for g in grids]

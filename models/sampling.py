@@ -3,15 +3,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from vqcpc.music.grid import HOLD, N_VOICES, REST
+from vqcpc.music.grid import HOLD, N_VOICES, PITCH_OFFSET, REST
 
 
 class Sampler:
     """Temperature + top-p sampling of B streams, seeded; impossible tokens masked:
-    pitches outside the voice's range, and HOLD where the voice has no sounding note."""
+    pitches outside the voice's range, and HOLD where the voice has no sounding note.
+
+    With ``parallels=False`` (the default) a note that would make parallel fifths or octaves with
+    a voice already sampled at this tick is masked too (the rule of ``vqcpc.music.checks.parallels``:
+    against the sonority of the last tick where a note started, both voices moving the same way
+    into the same perfect interval); where the rule would leave no token, it is not applied.
+    Tokens must come in the flat order (S A T B of each tick), as every decoder emits them.
+    """
 
     def __init__(self, voice_mask: np.ndarray, batch: int, *, temperature: float = 1.0, top_p: float = 0.95,
-                 seed: int | None = 0):
+                 seed: int | None = 0, parallels: bool = False):
         if temperature < 0:
             raise ValueError("temperature must be >= 0")
         if not 0 < top_p <= 1:
@@ -20,6 +27,38 @@ class Sampler:
         self.temperature, self.top_p = temperature, top_p
         self.rng = np.random.default_rng(seed)
         self.sounding = np.zeros((batch, N_VOICES), dtype=bool)  # a note to HOLD in each voice
+        self.parallels = parallels
+        self.pitch = np.full((batch, N_VOICES), -1)  # sounding pitch (-1 none), this tick's voices so far
+        self.last_event = np.full((batch, N_VOICES), -1)  # the sonority where a note last started
+        self.onset_now = np.zeros(batch, dtype=bool)  # a note started at this tick so far
+        self.rule_masked = 0  # row-steps where the parallels rule removed at least one pitch
+
+    def _parallel_mask(self, voice: int) -> np.ndarray:
+        """(B, V) bool: pitches of ``voice`` that would move in parallel fifths/octaves with a voice
+        above it, already sampled at this tick."""
+        V = self.voice_mask.shape[1]
+        q = (np.arange(V) - PITCH_OFFSET)[None, :]
+        pv = self.last_event[:, voice]
+        forbid = np.zeros((len(pv), V), dtype=bool)
+        for u in range(voice):
+            pu, cu = self.last_event[:, u], self.pitch[:, u]
+            ic = np.abs(pu - pv) % 12
+            perfect = (pu >= 0) & (cu >= 0) & (pv >= 0) & (cu != pu) & ((ic == 0) | (ic == 7))
+            if not perfect.any():
+                continue
+            move = q - pv[:, None]
+            same_way = (move != 0) & ((move > 0) == (cu > pu)[:, None])
+            forbid |= perfect[:, None] & same_way & ((np.abs(cu[:, None] - q) % 12) == ic[:, None])
+        forbid[:, :PITCH_OFFSET] = False
+        return forbid
+
+    def _track(self, tok: np.ndarray, voice: int) -> None:
+        self.pitch[:, voice] = np.where(tok >= PITCH_OFFSET, tok - PITCH_OFFSET,
+                                        np.where(tok == REST, -1, self.pitch[:, voice]))
+        self.onset_now |= tok >= PITCH_OFFSET
+        if voice == N_VOICES - 1:
+            self.last_event[self.onset_now] = self.pitch[self.onset_now]
+            self.onset_now[:] = False
 
     def allowed(self, voice: int) -> np.ndarray:
         """(B, V) bool: what each stream may emit for ``voice`` now."""
@@ -34,6 +73,12 @@ class Sampler:
             tok = np.broadcast_to(np.asarray(forced, dtype=np.int64), (logits.shape[0],)).copy()
         else:
             ok = self.allowed(voice)
+            if not self.parallels and voice:
+                ruled = ok & ~self._parallel_mask(voice)
+                keep = ruled.any(axis=1)  # a row the rule would empty keeps its tokens
+                changed = keep & (ruled != ok).any(axis=1)
+                self.rule_masked += int(changed.sum())
+                ok = np.where(keep[:, None], ruled, ok)
             x = np.where(ok, logits.astype(np.float64), -np.inf)
             if self.temperature == 0:
                 tok = x.argmax(-1)
@@ -44,6 +89,7 @@ class Sampler:
                 p /= p.sum(-1, keepdims=True)
                 tok = np.array([self._top_p(row) for row in p])
         self.sounding[:, voice] = tok != REST
+        self._track(tok, voice)
         return tok
 
     def _top_p(self, p: np.ndarray) -> int:

@@ -82,3 +82,66 @@ def test_consistency_and_novelty_definitions():
     v = np.array([[PITCH_OFFSET + 60, REST], [PITCH_OFFSET + 62, REST]])
     assert onset_novelty(t, t) == 0.0
     assert onset_novelty(v, t) == pytest.approx(0.5)  # {60@0} vs {60@0, 62@1}
+
+
+def _prefer(*tokens):
+    """Logits (1, 130) ranking ``tokens`` first to last, everything else far below."""
+    x = np.full((1, 130), -50.0)
+    for rank, t in enumerate(tokens):
+        x[0, t] = 10.0 - rank
+    return x
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_sampler_parallels_rule(allow):
+    """Soprano C5 -> D5 over bass C4: the model's first choice for the bass is D4 (parallel octaves)."""
+    mask = np.ones((4, 130), bool)
+    s = Sampler(mask, 1, temperature=0.0, seed=0, parallels=allow)
+    tick0 = [PITCH_OFFSET + 72, REST, REST, PITCH_OFFSET + 60]
+    for v, t in enumerate(tick0):
+        assert s.sample(_prefer(t), v)[0] == t
+    assert s.sample(_prefer(PITCH_OFFSET + 74), 0)[0] == PITCH_OFFSET + 74
+    s.sample(_prefer(REST), 1), s.sample(_prefer(REST), 2)
+    bass = s.sample(_prefer(PITCH_OFFSET + 62, PITCH_OFFSET + 57), 3)[0]
+    assert bass == (PITCH_OFFSET + 62 if allow else PITCH_OFFSET + 57)
+    assert s.rule_masked == (0 if allow else 1)
+
+
+def test_sampler_rule_lets_contrary_and_oblique_motion_through():
+    mask = np.ones((4, 130), bool)
+    s = Sampler(mask, 1, temperature=0.0, seed=0)
+    for v, t in enumerate([72, None, None, 60]):
+        s.sample(_prefer(REST if t is None else PITCH_OFFSET + t), v)
+    s.sample(_prefer(PITCH_OFFSET + 74), 0), s.sample(_prefer(REST), 1), s.sample(_prefer(REST), 2)
+    assert s.sample(_prefer(PITCH_OFFSET + 50), 3)[0] == PITCH_OFFSET + 50  # contrary motion into octaves
+    s.sample(_prefer(PITCH_OFFSET + 76), 0), s.sample(_prefer(REST), 1), s.sample(_prefer(REST), 2)
+    assert s.sample(_prefer(HOLD), 3)[0] == HOLD  # oblique: the bass holds
+
+
+def test_sampler_rule_never_empties_a_row():
+    """Where every allowed pitch would be a parallel, the rule steps aside rather than leave nothing."""
+    mask = np.zeros((4, 130), bool)
+    mask[:, [REST, HOLD]] = True
+    mask[0, PITCH_OFFSET + 60: PITCH_OFFSET + 80] = True
+    mask[3, PITCH_OFFSET + 62] = True  # the bass may only play D4 (or rest/hold)
+    s = Sampler(mask, 1, temperature=0.0, seed=0)
+    for v, t in enumerate([PITCH_OFFSET + 72, REST, REST, REST]):
+        s.sample(_prefer(t), v)
+    s.last_event[0] = [72, -1, -1, 60]  # as if the bass had sounded C4
+    s.sample(_prefer(PITCH_OFFSET + 74), 0), s.sample(_prefer(REST), 1), s.sample(_prefer(REST), 2)
+    mask[3, [REST, HOLD]] = False
+    assert s.sample(_prefer(PITCH_OFFSET + 62), 3)[0] == PITCH_OFFSET + 62
+
+
+def test_parallels_rule_lowers_parallels_in_real_variations(tiny_model):
+    from vqcpc.export.runtime import Engine
+    from vqcpc.models.generate import generate, template_codes
+    from vqcpc.music.checks import parallels
+
+    out, _, _ = tiny_model
+    e = Engine(out)
+    grid = load("bwv269")
+    codes = template_codes(e, grid)
+    free = sum(parallels(v.grid.tokens) for v in generate(e, grid, codes, n=4, seed=1, parallels=True))
+    ruled = sum(parallels(v.grid.tokens) for v in generate(e, grid, codes, n=4, seed=1))
+    assert ruled < free and ruled <= free // 4
