@@ -192,6 +192,14 @@ class OrtStream:
         self.pos += 1
         return logits
 
+    def copy_rows(self, src: np.ndarray) -> None:
+        """Row r takes row src[r]'s whole state (its past): a beat search keeps the chosen beat."""
+        for a in (*self.ring_k, *self.ring_v, *self.cross_k, *self.cross_v):
+            a[:] = a[src]
+        for name in ("ring_pos", "code_beat", "prev"):
+            setattr(self, name, getattr(self, name)[src].copy())
+        self.codes = [c[src] for c in self.codes]
+
     @property
     def voice(self) -> int:
         return self.pos % N_VOICES

@@ -49,6 +49,7 @@ class Settings:
     top_p: float = 0.95
     backend: str = "onnx"
     parallels: bool = False  # True: sample without the parallel fifths/octaves rule (the model alone)
+    beat_search: int = 1  # K > 1 adds the system "M beat search" (generate.decode)
     jobs: int = 2
     limit: int | None = None  # the first LIMIT chorales of the split (quick runs, tests)
 
@@ -182,6 +183,16 @@ def model_on_chorale(spec: ModelSpec, st: Settings, index: int, grid: Grid, othe
             out[spec.name][s].append(m(group[0]))
             best = max(group, key=lambda r: (code_consistency(own[r], own_t, skip), -r))
             out[f"{spec.name} reranked"][s].append(m(best))
+        if st.beat_search > 1:
+            K = st.beat_search
+            searched = decode(backend, grid, np.stack([own_t] * (n * K)),
+                              [(slice(0, n * K), Sampler(backend.voice_mask, n * K, temperature=st.temperature,
+                                                          top_p=st.top_p, seed=seed + 900, parallels=st.parallels))],
+                              search=K)
+            for g in searched:
+                out.setdefault(f"{spec.name} beat search", [[] for _ in range(st.seeds)])[s].append(
+                    measure(g, template, codes_own=_encode(backend, g, grid), template_own=own_t,
+                            codes_other=_encode(grader, g, grid), template_other=other_t, copies=copies))
         for i in range(n * k, n * k + n):
             row = m(i)
             row["consistency_to_fed_codes"] = code_consistency(own[i], shuffled, skip)

@@ -64,15 +64,17 @@ def juxtapose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def generate(backend, grid: Grid, codes: np.ndarray, *, n: int = 4, temperature: float = 1.0, top_p: float = 0.95,
-             seed: int | None = 0, candidates: int = 1, parallels: bool = False) -> list[Variation]:
+             seed: int | None = 0, candidates: int = 1, parallels: bool = False,
+             beat_search: int = 1) -> list[Variation]:
     """``n`` variations of ``grid``'s length and meter that follow ``codes`` (one per beat of
     whole bars); with ``candidates`` > 1, each is the best of that many by code consistency.
-    Parallel fifths/octaves are ruled out while sampling unless ``parallels`` (see ``Sampler``)."""
+    Parallel fifths/octaves are ruled out while sampling unless ``parallels`` (see ``Sampler``);
+    ``beat_search`` K > 1 keeps, beat by beat, one of K sampled beats with the wanted code."""
     bpb = grid.beats_per_bar
     assert len(codes) == grid.bars * bpb, (len(codes), grid.bars, bpb)
-    B = n * candidates
+    B = n * candidates * beat_search
     sampler = Sampler(backend.voice_mask, B, temperature=temperature, top_p=top_p, seed=seed, parallels=parallels)
-    grids = decode(backend, grid, np.tile(codes, (B, 1)), [(slice(0, B), sampler)])
+    grids = decode(backend, grid, np.tile(codes, (B, 1)), [(slice(0, B), sampler)], search=beat_search)
     recoded = [backend.encode(padded_to_bars(dataclasses.replace(grid, tokens=g)).reshape(-1, TOKENS_PER_BEAT).astype(np.int64))
                for g in grids]
     skip = grid.pickup_ticks // TICKS_PER_BEAT
@@ -87,14 +89,23 @@ def generate(backend, grid: Grid, codes: np.ndarray, *, n: int = 4, temperature:
     return result
 
 
-def decode(backend, grid: Grid, code_rows: np.ndarray, samplers) -> list[np.ndarray]:
+def decode(backend, grid: Grid, code_rows: np.ndarray, samplers, *, search: int = 1) -> list[np.ndarray]:
     """One batch of streams, row r following ``code_rows[r]`` (one code a beat of whole bars),
     each row sampled by the sampler whose slice holds it: ``samplers`` is [(slice, Sampler)].
-    Returns each row's tokens, (grid.ticks, 4); a padded pickup is forced to REST."""
+    Returns each row's tokens, (grid.ticks, 4); a padded pickup is forced to REST.
+
+    Beat search (``search`` = K > 1): rows come in groups of K that follow the same codes; at
+    the end of every beat each group keeps a row whose beat the model's encoder gives the
+    wanted code (the group's first row if none does) and all K rows continue from it. Only the
+    group's first row is returned (len(code_rows) // K grids). It steers by the model's own
+    encoder, like reranking: grade it with another encoder."""
     bpb, tpb = grid.beats_per_bar, grid.ticks_per_bar
     B = len(code_rows)
+    assert B % search == 0 and all(sl.start % search == 0 and sl.stop % search == 0 for sl, _ in samplers)
     stream = backend.new_stream(bpb, B)
     out = np.zeros((grid.bars * tpb * 4, B), dtype=np.int64)
+    first = np.arange(B) // search * search  # each row's group leader
+    pickup_tokens = grid.pickup_ticks * 4
     prev = None
     for bar in range(grid.bars):
         stream.push_codes(np.ascontiguousarray(code_rows[:, bar * bpb:(bar + 1) * bpb]))
@@ -105,7 +116,20 @@ def decode(backend, grid: Grid, code_rows: np.ndarray, samplers) -> list[np.ndar
             for rows, sampler in samplers:
                 prev[rows] = sampler.sample(logits[rows], p % 4, forced)
             out[p] = prev
-    return [out[:, b].reshape(-1, 4)[: grid.ticks] for b in range(B)]
+            if search > 1 and (p + 1) % TOKENS_PER_BEAT == 0 and p >= pickup_tokens:
+                beat = p // TOKENS_PER_BEAT
+                hit = backend.encode(out[p + 1 - TOKENS_PER_BEAT: p + 1].T.copy()) == code_rows[:, beat]
+                src = first.copy()
+                for g in range(0, B, search):
+                    ok = np.nonzero(hit[g:g + search])[0]
+                    if ok.size:
+                        src[g:g + search] = g + ok[0]
+                stream.copy_rows(src)
+                for rows, sampler in samplers:
+                    sampler.copy_rows(src[rows] - rows.start)
+                out[: p + 1] = out[: p + 1, src]
+                prev = prev[src]
+    return [out[:, b].reshape(-1, 4)[: grid.ticks] for b in range(0, B, search)]
 
 
 class TorchBackend:
@@ -137,6 +161,9 @@ class _NumpyStream:
 
         self.t = backend.torch
         self.s = TorchStream(backend.decoder, bpb, batch)
+
+    def copy_rows(self, src: np.ndarray) -> None:
+        self.s.copy_rows(src)
 
     def push_codes(self, codes: np.ndarray) -> None:
         self.s.push_codes(self.t.as_tensor(codes))

@@ -33,6 +33,11 @@ class Sampler:
         self.onset_now = np.zeros(batch, dtype=bool)  # a note started at this tick so far
         self.rule_masked = 0  # row-steps where the parallels rule removed at least one pitch
 
+    def copy_rows(self, src: np.ndarray) -> None:
+        """Row r takes row src[r]'s sampling state (what sounds, the last sonority)."""
+        for name in ("sounding", "pitch", "last_event", "onset_now"):
+            setattr(self, name, getattr(self, name)[src].copy())
+
     def _parallel_mask(self, voice: int) -> np.ndarray:
         """(B, V) bool: pitches of ``voice`` that would move in parallel fifths/octaves with a voice
         above it, already sampled at this tick."""

@@ -75,5 +75,16 @@ class TorchStream:
         self.pos += 1
         return logits
 
+    @torch.no_grad()
+    def copy_rows(self, src) -> None:
+        """Row r takes row src[r]'s whole state (its past): a beat search keeps the chosen beat."""
+        src = torch.as_tensor(src, device=self.ring_pos.device)
+        for name in ("ring_k", "ring_v", "cross_k", "cross_v"):
+            t = getattr(self, name)
+            t.copy_(t[:, src])
+        for name in ("ring_pos", "code_beat", "prev"):
+            setattr(self, name, getattr(self, name)[src].clone())
+        self.codes = [c[src] for c in self.codes]
+
     def voice(self) -> int:
         return self.pos % N_VOICES
