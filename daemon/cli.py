@@ -70,6 +70,7 @@ def daemon_cmd(model, device, api, in_port, out_port, connect_in, connect_out, l
 
     from . import ports
     from .core import Daemon, DaemonConfig
+    from .link import PortLink
 
     api_id = ports.api_for(api)
     if list_ports:
@@ -83,36 +84,50 @@ def daemon_cmd(model, device, api, in_port, out_port, connect_in, connect_out, l
                        cc_temperature=cc_temperature, cc_freeze=cc_freeze, cc_bypass=cc_bypass, cc_panic=cc_panic)
     engine = Engine(resolve_model(model), device=device, threads=1)
     sys.setswitchinterval(0.0005)  # the scheduler thread gets the GIL back quickly
-    out = ports.open_output(api_id, out_port, connect=connect_out)
-    d = Daemon(engine, out.send_message, cfg, log_json=log_json)
-    if template:
-        from vqcpc.music.io import load
+    if not ports.midi_system_available(api_id):
+        raise ports.MidiSystemError(ports.NO_MIDI_HINT)
+    link = PortLink(api_id, in_name=in_port, out_name=out_port, connect_in=connect_in, connect_out=connect_out)
+    try:
+        link.open_output()
+        d = Daemon(engine, link.send, cfg, log_json=log_json)
+        if template:
+            from vqcpc.music.io import load
 
-        d.input.template = load(template, fold=True)
-    inp = ports.open_input(api_id, in_port, connect=connect_in)
-    inp.set_callback(lambda event, _: d.feed(event[0]))
+            d.input.template = load(template, fold=True)
+        link.open_input(d.feed)
+    except BaseException:
+        link.close()
+        raise
+    link.attach(d)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     d.start()
+    link.start()  # the watchdog: reopens and reconnects lost ports
     d.event("ready", model=engine.name, in_port=in_port, out_port=out_port, clock=clock, meter=meter)
     if not quiet:
         click.echo(f"vqcpc-daemon: model {engine.name}, in {in_port!r}, out {out_port!r}, clock {clock}"
                    f"{f' {bpm:g} bpm' if clock == 'internal' else ''}, {meter}; Ctrl-C to stop", err=True)
-    shown = -1
+    shown = None
     try:
         while not stop.wait(0.1):
-            if not quiet and d.stats.bars_in != shown:
-                shown = d.stats.bars_in
+            if quiet:
+                continue
+            while d.notices:
+                click.echo(f"\n{d.notices.popleft()}", err=True)
+                shown = None
+            state = (d.stats.bars_in, tuple(sorted(d.ports_lost)))
+            if state != shown:
+                shown = state
                 end = "\r" if sys.stderr.isatty() else "\n"
                 click.echo(d.status_line(), err=True, nl=False)
                 click.echo(end, err=True, nl=False)
     finally:
-        inp.cancel_callback()
+        link.stop()
+        link.on_message = None
         d.stop()
         time.sleep(0.05)  # let JACK deliver the last note_offs before the port goes away
-        inp.close_port()
-        out.close_port()
+        link.close()
         if not quiet:
             click.echo(f"\nstopped: {json.dumps(d.summary())}", err=True)
 

@@ -8,6 +8,7 @@ Threads (each a class with start()/stop()):
 """
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import queue
@@ -47,14 +48,23 @@ class DaemonConfig:
     close_early_ticks: float = 0.5  # a bar closes half a 16th early: later onsets snap into the next bar
 
 
+STATS_WINDOW = 1000  # per-bar figures kept: the summary's median and p99 are over the last ones
+
+
+def _window() -> collections.deque:
+    return collections.deque(maxlen=STATS_WINDOW)
+
+
 @dataclass
 class Stats:
+    """Counters and the recent per-bar figures: bounded however long the stream runs."""
     bars_in: int = 0
     bars_out: int = 0
     silent_bars: int = 0
-    late_bars: set = field(default_factory=set)
-    decode_ms: list = field(default_factory=list)
-    first_tick_ms: list = field(default_factory=list)
+    late_bars: int = 0
+    recent_late: collections.deque = field(default_factory=lambda: collections.deque(maxlen=64))
+    decode_ms: collections.deque = field(default_factory=_window)
+    first_tick_ms: collections.deque = field(default_factory=_window)
     last_codes: list = field(default_factory=list)
     ignored: int = 0  # messages the daemon does not use (sysex, active sensing, ...)
 
@@ -70,7 +80,9 @@ class Daemon:
         self.events_file = log_json
         self.lock = threading.Lock()
         self.scheduler = Scheduler(self.transport, send, latency_s=cfg.latency_ms / 1000, now=now,
-                                   on_late=self._late)
+                                   on_late=self._late, on_lost=self._output_lost)
+        self.ports_lost: dict[str, str] = {}  # "output" / "input" -> why, while it is lost
+        self.notices: collections.deque[str] = collections.deque(maxlen=32)  # port news for the terminal
         self.assembler = BarAssembler(cfg.beats_per_bar, engine.ranges, voicing=cfg.voicing,
                                       in_channels=cfg.in_channels)
         self.decoder = DecodeWorker(self)
@@ -99,11 +111,53 @@ class Daemon:
         """From the MIDI callback: timestamp and enqueue, nothing else."""
         self.input.q.put((list(msg), self.now() if t is None else t))
 
+    def pump(self) -> None:
+        """Without the threads (a fake clock drives, e.g. tests and the memory benchmark): the
+        queued input, the bars that closed by now, their decoding, and every event due by now."""
+        self.input.pump()
+        self.decoder.pump()
+        self.scheduler.pump()
+
     # -- reporting --------------------------------------------------------------------------------
     def _late(self, bar: int) -> None:
-        if bar >= 0 and bar not in self.stats.late_bars:
-            self.stats.late_bars.add(bar)
+        if bar >= 0 and bar not in self.stats.recent_late:  # late events come bar after bar
+            self.stats.recent_late.append(bar)
+            self.stats.late_bars += 1
             self.event("late", bar=bar)
+
+    # -- port loss (the watchdog in link.py finds it and brings the ports back) --------------------
+    def _output_lost(self, reason: str) -> None:
+        """From the scheduler, under its lock: a send failed or the watchdog marked the output lost."""
+        self._port_news("port_lost", "output", f"output lost ({reason}); "
+                        f"{len(self.scheduler.ledger)} notes to close when it returns",
+                        reason=reason, sounding=len(self.scheduler.ledger))
+
+    def output_lost(self, reason: str) -> None:
+        self.scheduler.mark_lost(reason)
+
+    def output_back(self, name: str | None = None, send=None) -> None:
+        """The output is back (``send``: its new send function): the ledger's note_offs and CC 123
+        on every output channel go out first, then the music resumes."""
+        n, channels = self.scheduler.restore(self.cfg.out_channels, send)
+        self._port_news("port_back", "output", f"output back{f' ({name})' if name else ''}: {n} note_offs "
+                        f"and CC 123 on channels {','.join(str(c + 1) for c in channels)} sent",
+                        name=name, note_offs=n, cc123_channels=[c + 1 for c in channels])
+
+    def input_lost(self, reason: str) -> None:
+        if "input" not in self.ports_lost:
+            self._port_news("port_lost", "input", f"input lost ({reason})", reason=reason)
+
+    def input_back(self, name: str | None = None) -> None:
+        if "input" in self.ports_lost:
+            self._port_news("port_back", "input", f"input back{f' ({name})' if name else ''}", name=name)
+
+    def _port_news(self, kind: str, port: str, text: str, **data) -> None:
+        if kind == "port_lost":
+            self.ports_lost[port] = data.get("reason", "")
+        else:
+            self.ports_lost.pop(port, None)
+        self.notices.append(text)
+        self.event(kind, port=port, **data)
 
     def event(self, kind: str, **data) -> None:
         if self.events_file is not None:
@@ -114,7 +168,7 @@ class Daemon:
     def summary(self) -> dict:
         d = np.asarray(self.stats.decode_ms) if self.stats.decode_ms else np.zeros(1)
         return {"bars_in": self.stats.bars_in, "bars_out": self.stats.bars_out, "silent_bars": self.stats.silent_bars,
-                "late_bars": len(self.stats.late_bars), "decode_ms": {"median": round(float(np.median(d)), 2),
+                "late_bars": self.stats.late_bars, "decode_ms": {"median": round(float(np.median(d)), 2),
                                                                       "p99": round(float(np.percentile(d, 99)), 2)},
                 "sounding_now": len(self.scheduler.ledger), "ignored_messages": self.stats.ignored}
 
@@ -122,8 +176,9 @@ class Daemon:
         s = self.stats
         last = s.decode_ms[-1] if s.decode_ms else 0.0
         return (f"bar {s.bars_in:>4} | codes {' '.join(str(c) for c in s.last_codes):<12} | decode {last:6.1f} ms"
-                f" | late bars {len(s.late_bars)} | {self.transport.bpm:5.1f} bpm"
-                + (" | FREEZE" if self.freeze else "") + (" | BYPASS" if self.bypass else ""))
+                f" | late bars {s.late_bars} | {self.transport.bpm:5.1f} bpm"
+                + (" | FREEZE" if self.freeze else "") + (" | BYPASS" if self.bypass else "")
+                + "".join(f" | {port.upper()} LOST" for port in sorted(self.ports_lost)))
 
 
 class InputThread:
@@ -155,12 +210,26 @@ class InputThread:
                 item = False
             if item is None:
                 break
+            self._process(item)
+
+    def pump(self) -> None:
+        while True:
             try:
-                if item:
-                    self._handle(*item)
-                self._maybe_close_bars()
-            except Exception:  # nothing on the port may stop the daemon
-                log.exception("input message %r ignored", item)
+                item = self.q.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                break
+            self._process(item)
+        self._process(False)
+
+    def _process(self, item) -> None:
+        try:
+            if item:
+                self._handle(*item)
+            self._maybe_close_bars()
+        except Exception:  # nothing on the port may stop the daemon
+            log.exception("input message %r ignored", item)
 
     def _position(self, t: float) -> float | None:
         return self.d.transport.position_at(t)
@@ -315,14 +384,27 @@ class DecodeWorker:
             item = self.q.get()
             if item is None:
                 break
+            self._process(item)
+
+    def pump(self) -> None:
+        while True:
             try:
-                if item[0] == "reset":
-                    self.current = [None] * 4
-                    self.last_out_bar = None
-                else:
-                    self._bar(*item[1:])
-            except Exception:
-                log.exception("decoding failed for %r", item[:2])
+                item = self.q.get_nowait()
+            except queue.Empty:
+                return
+            if item is None:
+                return
+            self._process(item)
+
+    def _process(self, item) -> None:
+        try:
+            if item[0] == "reset":
+                self.current = [None] * 4
+                self.last_out_bar = None
+            else:
+                self._bar(*item[1:])
+        except Exception:
+            log.exception("decoding failed for %r", item[:2])
 
     def _ensure_stream(self) -> None:
         if self.stream is None:

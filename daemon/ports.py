@@ -70,16 +70,24 @@ def midi_system_available(api: int) -> bool:
     return True
 
 
-def _find(ports: list[str], name: str) -> int:
-    for i, p in enumerate(ports):
+def find_port(ports: list[str], name: str) -> str | None:
+    """The first port called ``name`` or whose name contains it."""
+    for p in ports:
         if p == name or name in p:
-            return i
-    raise MidiSystemError(f"no MIDI port named {name!r}; ports: {', '.join(ports) or '(none)'}")
+            return p
+    return None
 
 
-def _open(kind: str, api: int, name: str, client: str, connect: str | None):
-    """A virtual port called ``name`` (or, where virtual ports are impossible, the existing port of
-    that name); ``connect``: instead connect to that existing port."""
+def _find(ports: list[str], name: str) -> int:
+    found = find_port(ports, name)
+    if found is None:
+        raise MidiSystemError(f"no MIDI port named {name!r}; ports: {', '.join(ports) or '(none)'}")
+    return ports.index(found)
+
+
+def open_port(kind: str, api: int, name: str, client: str, connect: str | None):
+    """A virtual ``kind`` ("input" or "output") port called ``name`` (or, where virtual ports are
+    impossible, the existing port of that name); ``connect``: instead connect to that existing port."""
     rtmidi = _rtmidi()
     os.environ.setdefault("JACK_NO_START_SERVER", "1")
     if not midi_system_available(api):
@@ -105,12 +113,12 @@ def _open(kind: str, api: int, name: str, client: str, connect: str | None):
 
 def open_input(api: int, name: str, *, client: str = "vqcpc", connect: str | None = None):
     """The daemon's input; ``connect``: an existing output port (e.g. the DAW's) to listen to."""
-    return _open("input", api, name, client, connect)
+    return open_port("input", api, name, client, connect)
 
 
 def open_output(api: int, name: str, *, client: str = "vqcpc", connect: str | None = None):
     """The daemon's output; ``connect``: an existing input port (e.g. a synth) to play into."""
-    return _open("output", api, name, client, connect)
+    return open_port("output", api, name, client, connect)
 
 
 def list_ports(api: int) -> dict[str, list[str]]:

@@ -1,5 +1,11 @@
 """Sending notes on time: a scheduler thread, a ledger of every sounding note, and the rule that a
-note decoded after its send time is dropped, never sent late (DESIGN §6)."""
+note decoded after its send time is dropped, never sent late (DESIGN §6).
+
+Port loss: a send that raises marks the output lost (so does ``mark_lost``, from the port
+watchdog). While it is lost nothing is sent and the ledger stays as it was when the port went (the
+notes the receiver may still be sounding); the clock goes on and events fall due unsent. ``restore``
+(the port is back) sends the ledger's note_offs and CC 123 on every output channel, then sending
+resumes."""
 from __future__ import annotations
 
 import heapq
@@ -58,11 +64,19 @@ class Scheduler:
     note_offs are always sent (late rather than never)."""
 
     def __init__(self, transport, send, *, latency_s: float = 0.0, now=None, tolerance_s: float = 0.002,
-                 on_late=None):
+                 on_late=None, on_lost=None):
         self.transport, self._send = transport, send
         self.latency_s, self.tolerance_s = latency_s, tolerance_s
         self.now = now or transport.now
         self.on_late = on_late or (lambda bar: None)
+        self.on_lost = on_lost or (lambda reason: None)  # called (under the lock) when the output is lost
+        self.lost: str | None = None  # why the output is lost; None while it works
+        self.lost_messages = 0  # messages that fell due while the output was lost
+        # JACK: rtmidi's send spins, holding the GIL, once its ring buffer is full (a dead server or
+        # client never drains it). The port watchdog confirms the server runs; past this many sends
+        # without a confirmation the output counts as lost (None: no such guard).
+        self.max_unconfirmed: int | None = None
+        self.unconfirmed = 0
         self.ledger = Ledger()
         self.heap: list[Event] = []
         self.cv = threading.Condition()
@@ -106,21 +120,77 @@ class Scheduler:
             self._emit(msg)
 
     def flush(self) -> None:
-        """Stop, loop jump: forget what is pending and close every sounding note now."""
+        """Stop, loop jump: forget what is pending and close every sounding note now (while the
+        output is lost the ledger keeps them for its return)."""
         with self.cv:
             self.heap.clear()
             self.dropped.clear()
-            for msg in self.ledger.closing_messages():
-                self._raw(msg)
+            self._close_ledger()
             self.cv.notify_all()
 
     def panic(self, channels=range(16)) -> None:
         with self.cv:
             self.heap.clear()
-            for msg in self.ledger.closing_messages():
-                self._raw(msg)
+            self._close_ledger()
             for ch in channels:
                 self._raw([0xB0 | ch, ALL_NOTES_OFF_CC, 0])
+
+    # -- port loss --------------------------------------------------------------------------------
+    def mark_lost(self, reason: str) -> bool:
+        """The output is gone (the watchdog saw it): stop sending, keep the ledger. True when it was
+        working until now."""
+        with self.cv:
+            return self._lose(reason)
+
+    def confirm(self) -> None:
+        """From the watchdog: the MIDI system is alive, what was sent has been taken."""
+        self.unconfirmed = 0
+
+    def restore(self, channels, send=None) -> tuple[int, list[int]]:
+        """The output is back (``send``: its new send function): the ledger's note_offs, then CC 123
+        on ``channels`` and on every channel the ledger held, then sending resumes. Returns the
+        number of note_offs and the CC 123 channels sent."""
+        with self.cv:
+            if send is not None:
+                self._send = send
+            self.lost, self.unconfirmed = None, 0
+            chans = sorted(set(channels) | {ch for ch, _ in self.ledger.sounding})
+            n = self._close_ledger()
+            sent = [ch for ch in chans if self._raw([0xB0 | ch, ALL_NOTES_OFF_CC, 0])]
+            self.cv.notify_all()
+            return n, sent
+
+    def _lose(self, reason: str) -> bool:
+        if self.lost is not None:
+            return False
+        self.lost = reason
+        log.info("MIDI output lost: %s", reason)
+        self.on_lost(reason)
+        return True
+
+    def _close_ledger(self) -> int:
+        """Send the ledger's note_offs; what cannot be sent (the output is lost) stays in it."""
+        msgs = self.ledger.closing_messages()
+        for i, msg in enumerate(msgs):
+            if not self._raw(msg):
+                for rest in msgs[i:]:
+                    self.ledger.on(rest[0] & 0x0F, rest[1])
+                return i
+        return len(msgs)
+
+    def pump(self) -> None:
+        """Without the thread (a fake clock drives): send every event due by now."""
+        with self.cv:
+            while self.heap:
+                ev = self.heap[0]
+                if ev.generation != self.transport.generation:
+                    heapq.heappop(self.heap)
+                    continue
+                due = self.transport.time_of(ev.tick)
+                if due is None or due + self.latency_s > self.now():
+                    return
+                heapq.heappop(self.heap)
+                self._due(ev, late=False)
 
     # -- the thread -------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -164,17 +234,32 @@ class Scheduler:
             self._emit(ev.msg)
 
     def _emit(self, msg: list[int]) -> None:
+        if self.lost is not None:  # nothing goes out; the ledger keeps what sounded when the port went
+            self.lost_messages += 1
+            return
         kind, ch = msg[0] & 0xF0, msg[0] & 0x0F
         if kind == NOTE_ON and msg[2] > 0:
-            self.ledger.on(ch, msg[1])
+            self.ledger.on(ch, msg[1])  # kept even if this send fails: a note_off too many is harmless
         elif kind == NOTE_OFF or (kind == NOTE_ON and msg[2] == 0):
             if not self.ledger.off(ch, msg[1]):
                 return  # nothing sounding there: no stray note_off
+            if not self._raw(msg):
+                self.ledger.on(ch, msg[1])  # not closed: its note_off goes out when the port returns
+            return
         self._raw(msg)
 
-    def _raw(self, msg: list[int]) -> None:
+    def _raw(self, msg: list[int]) -> bool:
+        """Send one message; False (and the output marked lost) when it cannot go out."""
+        if self.lost is not None:
+            return False
+        if self.max_unconfirmed is not None and self.unconfirmed >= self.max_unconfirmed:
+            self._lose("no sign of life from the MIDI system")
+            return False
         try:
             self._send(msg)
-            self.sent += 1
         except Exception as err:  # a lost port must not kill the thread; the ledger keeps what sounds
-            log.warning("send failed (%s): %s", msg, err)
+            self._lose(f"send failed: {err}")
+            return False
+        self.sent += 1
+        self.unconfirmed += 1
+        return True

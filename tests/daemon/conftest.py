@@ -12,33 +12,45 @@ import uuid
 import pytest
 
 
-@pytest.fixture(scope="session")
-def jack_server():
-    """jackd -d dummy under a name of its own. A missing jackd fails (it is installed by the README's
-    test command), it never skips."""
+def start_jackd(name: str) -> subprocess.Popen:
+    """`jackd -n NAME -d dummy`, once it answers (clients reach it under $JACK_DEFAULT_SERVER = NAME)."""
     assert shutil.which("jackd"), "jackd is not installed: apt-get install --no-install-recommends jackd2"
-    name = f"vqcpc-test-{os.getpid()}"
-    old = os.environ.get("JACK_DEFAULT_SERVER")
-    os.environ["JACK_DEFAULT_SERVER"] = name
-    os.environ["JACK_NO_START_SERVER"] = "1"
     proc = subprocess.Popen(["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "256"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     from vqcpc.daemon.ports import jack_server_running
 
     for _ in range(100):
         if jack_server_running():
-            break
+            return proc
         time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("jackd did not start")
-    yield name
-    proc.send_signal(signal.SIGTERM)
+    proc.kill()
+    pytest.fail("jackd did not start")
+
+
+def stop_jackd(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
+    proc.send_signal(sig)
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+JACKD: dict[str, subprocess.Popen] = {}  # server name -> its jackd now (a test may restart it)
+
+
+@pytest.fixture(scope="session")
+def jack_server():
+    """jackd -d dummy under a name of its own. A missing jackd fails (it is installed by the README's
+    test command), it never skips. One server for the whole session: libjack, once it has talked to
+    one server, cannot reach a server of another name from the same process."""
+    name = f"vqcpc-test-{os.getpid()}"
+    old = os.environ.get("JACK_DEFAULT_SERVER")
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    os.environ["JACK_NO_START_SERVER"] = "1"
+    JACKD[name] = start_jackd(name)
+    yield name
+    stop_jackd(JACKD.pop(name))
     if old is None:
         os.environ.pop("JACK_DEFAULT_SERVER", None)
     else:

@@ -150,3 +150,243 @@ def test_daemon_without_midi_system_says_what_to_start():
     assert r.returncode == 2
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("error: no MIDI system found: start a JACK server") and "Traceback" not in r.stderr
+
+
+# -- port loss (DESIGN §6: on port loss, the ledger's note_offs and CC 123 go out when it returns) --
+
+class FlakyPort:
+    """A fake output whose send raises while ``down``."""
+
+    def __init__(self):
+        self.sent, self.down = [], False
+
+    def __call__(self, msg):
+        if self.down:
+            raise SystemError("MIDI port gone")
+        self.sent.append(list(msg))
+
+
+def test_failed_send_marks_the_output_lost_and_its_return_closes_the_ledger():
+    now = FakeClock()
+    tr = Transport(bpm=120, internal=True, now=now)
+    tr.start_internal(now.t)
+    port, lost = FlakyPort(), []
+    s = Scheduler(tr, port, now=now, on_lost=lost.append)
+    s.send_now([0x90, 60, 90])
+    s.send_now([0x91, 48, 90])
+    port.down = True
+    s.send_now([0x90, 64, 90])  # raises inside: the output is lost, nothing escapes
+    assert s.lost and lost == [s.lost] and "MIDI port gone" in s.lost
+    port.down = False  # the port works again, but nothing goes out until restore()
+    s.send_now([0x92, 55, 90])  # while lost: not sent, not in the ledger
+    s.send_now([0x80, 60, 0])  # while lost: not sent, 60 stays in the ledger
+    s.flush()  # a Stop while lost: the ledger is kept for the port's return
+    s.panic()
+    assert port.sent == [[0x90, 60, 90], [0x91, 48, 90]]
+    assert sorted(s.ledger.sounding) == [(0, 60), (0, 64), (1, 48)] and s.lost_messages == 2
+    n, channels = s.restore(channels=(0, 1, 2, 3))
+    assert s.lost is None and n == 3 and channels == [0, 1, 2, 3]
+    assert port.sent[2:] == [[0x80, 60, 0], [0x80, 64, 0], [0x81, 48, 0],
+                             [0xB0, 123, 0], [0xB1, 123, 0], [0xB2, 123, 0], [0xB3, 123, 0]]
+    assert len(s.ledger) == 0
+    s.send_now([0x90, 62, 90])  # sending resumes
+    assert port.sent[-1] == [0x90, 62, 90]
+
+
+def test_scheduled_events_fall_due_unsent_while_lost_and_the_clock_goes_on():
+    now, tr, s, sent = _scheduler()
+    s.add(2, [0x90, 60, 90], bar=0)
+    s.pump()
+    now.t = tr.time_of(2)
+    s.pump()
+    assert sent == [[0x90, 60, 90]]
+    s.mark_lost("test")
+    s.add(4, [0x80, 60, 0], bar=0)
+    s.add(4, [0x90, 67, 90], bar=0)
+    now.t = tr.time_of(5)
+    s.pump()
+    assert not s.heap and len(sent) == 1 and list(s.ledger.sounding) == [(0, 60)]
+    s.restore(channels=(0,))
+    assert sent[1:] == [[0x80, 60, 0], [0xB0, 123, 0]]
+
+
+def test_a_failed_restore_keeps_what_it_could_not_send():
+    now = FakeClock()
+    tr = Transport(bpm=120, internal=True, now=now)
+    port = FlakyPort()
+    s = Scheduler(tr, port, now=now)
+    s.send_now([0x90, 60, 90])
+    s.send_now([0x90, 62, 90])
+    s.mark_lost("gone")
+    port.down = True
+    assert s.restore(channels=(0,)) == (0, [])  # the port failed again at once
+    assert s.lost and len(s.ledger) == 2
+    port.down = False
+    assert s.restore(channels=(0,)) == (2, [0])
+
+
+def test_jack_guard_stops_sending_without_a_sign_of_life():
+    now, tr, s, sent = _scheduler()
+    s.max_unconfirmed = 3
+    for p in (60, 62, 64):
+        s.send_now([0x90, p, 90])
+    s.confirm()
+    for p in (65, 67, 69, 71):
+        s.send_now([0x90, p, 90])
+    assert len(sent) == 6 and s.lost == "no sign of life from the MIDI system"
+
+
+class FakeEngine:
+    """Random logits, codes from the bar's tokens: the daemon's data flow without a model."""
+
+    name = "fake"
+
+    def __init__(self):
+        from vqcpc.music.grid import voice_token_mask
+
+        self.ranges = load_ranges()
+        self.voice_mask = voice_token_mask(self.ranges)
+
+    def encode(self, beats):
+        return (np.asarray(beats).sum(axis=1) % 16).astype(np.int64)
+
+    def new_stream(self, beats_per_bar, batch=1):
+        return FakeStream(self.voice_mask.shape[1])
+
+
+class FakeStream:
+    def __init__(self, vocab):
+        self.rng, self.vocab = np.random.default_rng(0), vocab
+
+    def push_codes(self, codes):
+        pass
+
+    def step(self, tok=None):
+        return self.rng.normal(size=(1, self.vocab)).astype(np.float32)
+
+
+class FakeMidi:
+    """A MIDI system of named ports; ``opener`` stands in for ports.open_port."""
+
+    def __init__(self, names):
+        self.names, self.opened, self.fail = list(names), [], False
+
+    def opener(self, kind, api, name, client, connect):
+        from vqcpc.daemon import ports
+
+        if connect and ports.find_port(self.names, connect) is None:
+            raise ports.MidiSystemError(f"no MIDI port named {connect!r}")
+        port = FakeRtPort(self, kind)
+        self.opened.append(port)
+        return port
+
+
+class FakeRtPort:
+    def __init__(self, system, kind):
+        self.system, self.kind, self.sent, self.closed, self.callback = system, kind, [], False, None
+
+    def get_ports(self):
+        return list(self.system.names)
+
+    def send_message(self, msg):
+        if self.system.fail:
+            raise SystemError("error sending MIDI message to port")
+        self.sent.append(list(msg))
+
+    def set_callback(self, cb):
+        self.callback = cb
+
+    def cancel_callback(self):
+        self.callback = None
+
+    def close_port(self):
+        self.closed = True
+
+    def delete(self):
+        pass
+
+
+def test_port_link_reconnects_by_name_and_sends_the_ledger_offs_and_cc123_first():
+    import io
+    import json
+
+    import rtmidi
+
+    from vqcpc.daemon.core import Daemon, DaemonConfig
+    from vqcpc.daemon.link import PortLink
+
+    midi = FakeMidi(["synth:in", "daw:out"])
+    link = PortLink(rtmidi.API_LINUX_ALSA, in_name="vq in", out_name="vq out", connect_in="daw",
+                    connect_out="synth", opener=midi.opener)
+    link.open_output()
+    log = io.StringIO()
+    d = Daemon(FakeEngine(), link.send, DaemonConfig(clock="internal"), now=FakeClock(), log_json=log)
+    link.open_input(d.feed)
+    link.attach(d)
+    out0, in0 = midi.opened
+    d.scheduler.send_now([0x90, 60, 90])
+    d.scheduler.send_now([0x91, 52, 90])
+    link.check()
+    assert not d.ports_lost and len(midi.opened) == 2
+    midi.names.remove("synth:in")  # the synth goes away
+    link.check()
+    assert "output" in d.ports_lost and "OUTPUT LOST" in d.status_line()
+    d.scheduler.send_now([0x90, 67, 90])  # lost: dropped
+    link.check()  # still away: nothing reopened
+    assert len(midi.opened) == 2 and out0.sent == [[0x90, 60, 90], [0x91, 52, 90]]
+    midi.names.append("synth:in")  # it is back
+    link.check()
+    out1 = midi.opened[-1]
+    assert out0.closed and out1.sent == [[0x80, 60, 0], [0x81, 52, 0], [0xB0, 123, 0], [0xB1, 123, 0],
+                                         [0xB2, 123, 0], [0xB3, 123, 0]]
+    assert not d.ports_lost
+    # a send that raises: lost at once, reopened by the next round
+    d.scheduler.send_now([0x92, 48, 90])
+    midi.fail = True
+    d.scheduler.send_now([0x92, 50, 90])
+    midi.fail = False
+    link.check()
+    out2 = midi.opened[-1]
+    assert out2 is not out1 and out2.sent[:2] == [[0x82, 48, 0], [0x82, 50, 0]] and len(out2.sent) == 6
+    # the input: the DAW's port goes away and returns; messages reach the daemon through the new port
+    midi.names.remove("daw:out")
+    link.check()
+    assert "input" in d.ports_lost
+    midi.names.append("daw:out")
+    link.check()
+    in1 = midi.opened[-1]
+    assert in1.kind == "input" and in0.callback is None and not d.ports_lost
+    in1.callback(([0x90, 60, 80], 0.0), None)
+    assert d.input.q.get_nowait()[0] == [0x90, 60, 80]
+    events = [json.loads(line) for line in log.getvalue().splitlines()]
+    kinds = [(e["event"], e["port"]) for e in events if e["event"].startswith("port_")]
+    assert kinds == [("port_lost", "output"), ("port_back", "output"), ("port_lost", "output"),
+                     ("port_back", "output"), ("port_lost", "input"), ("port_back", "input")]
+    back = next(e for e in events if e["event"] == "port_back")
+    assert back["note_offs"] == 2 and back["cc123_channels"] == [1, 2, 3, 4]
+    link.close()
+    assert all(p.closed for p in midi.opened)
+
+
+def test_thousand_bars_on_a_fake_clock_leave_the_ledger_empty_and_memory_bounded():
+    from vqcpc.daemon.core import STATS_WINDOW, DaemonConfig
+    from vqcpc.daemon.sim import drive, fake_daemon
+
+    d, clock, sink = fake_daemon(FakeEngine(), DaemonConfig(bpm=120))
+    sec_beat = 0.5
+    chords = [(48, 55, 64, 72), (50, 57, 65, 74), (43, 59, 62, 67)]
+    events = []  # a chord a beat, every beat, for the whole stream
+    for beat in range(1000 * 4):
+        for p in chords[beat % 3]:
+            events.append((beat * sec_beat, [0x90, p, 80]))
+        for p in chords[beat % 3]:
+            events.append((beat * sec_beat + 0.4, [0x80, p, 0]))
+    sizes = []
+    drive(d, clock, iter(events), 1000, on_bar=lambda n: sizes.append(
+        (len(d.scheduler.heap), len(d.scheduler.ledger), len(d.scheduler.dropped), len(d.assembler.notes))))
+    assert d.stats.bars_out >= 990 and sink.messages > 10_000
+    assert len(d.scheduler.ledger) == 0 and sink.sounding() == 0 and not d.scheduler.heap
+    assert len(d.stats.decode_ms) == STATS_WINDOW and len(d.stats.first_tick_ms) == STATS_WINDOW
+    assert len(d.stats.recent_late) <= 64
+    heap, ledger, dropped, notes = (max(s[i] for s in sizes) for i in range(4))
+    assert heap <= 4 * 16 * 2 * 2 and ledger <= 8 and dropped <= 16 and notes <= 8
