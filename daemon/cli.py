@@ -56,6 +56,8 @@ The variation of input bar n plays during bar n+1 (the codes of a bar are known 
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--template", type=click.Path(exists=True, dir_okay=False), help="Play variations of this file, bar after bar.")
 @click.option("--log-json", type=click.File("a"), help="Append one JSON event a line to this file.")
+@click.option("--log-sends", is_flag=True, help="With --log-json: a 'sent' event each bar with the due and the "
+              "send time (perf_counter seconds) of every message sent (for the jitter benchmark).")
 @click.option("--cc-temperature", type=click.IntRange(0, 127), default=70, show_default=True)
 @click.option("--cc-freeze", type=click.IntRange(0, 127), default=80, show_default=True)
 @click.option("--cc-bypass", type=click.IntRange(0, 127), default=81, show_default=True)
@@ -63,7 +65,7 @@ The variation of input bar n plays during bar n+1 (the codes of a bar are known 
 @click.option("--quiet", is_flag=True, help="No status line.")
 def daemon_cmd(model, device, api, in_port, out_port, connect_in, connect_out, list_ports, clock, bpm, meter, voicing,
                in_channels, out_channels, delay_bars, latency_ms, temperature, top_p, seed, template, log_json,
-               cc_temperature, cc_freeze, cc_bypass, cc_panic, quiet):
+               log_sends, cc_temperature, cc_freeze, cc_bypass, cc_panic, quiet):
     """Stream Bach-style variations of what comes in on a MIDI port, bar after bar."""
     from vqcpc.export.runtime import Engine
     from vqcpc.models.registry import resolve_model
@@ -81,7 +83,8 @@ def daemon_cmd(model, device, api, in_port, out_port, connect_in, connect_out, l
     cfg = DaemonConfig(beats_per_bar=_meter(meter), clock=clock, bpm=bpm, voicing=voicing,
                        in_channels=_channels(in_channels, "--in-channels"), out_channels=_channels(out_channels, "--out-channels"),
                        delay_bars=delay_bars, latency_ms=latency_ms, temperature=temperature, top_p=top_p, seed=seed,
-                       cc_temperature=cc_temperature, cc_freeze=cc_freeze, cc_bypass=cc_bypass, cc_panic=cc_panic)
+                       cc_temperature=cc_temperature, cc_freeze=cc_freeze, cc_bypass=cc_bypass, cc_panic=cc_panic,
+                       log_sends=log_sends)
     engine = Engine(resolve_model(model), device=device, threads=1)
     sys.setswitchinterval(0.0005)  # the scheduler thread gets the GIL back quickly
     if not ports.midi_system_available(api_id):

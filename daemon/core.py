@@ -46,6 +46,7 @@ class DaemonConfig:
     cc_bypass: int = 81
     cc_panic: int = 82
     close_early_ticks: float = 0.5  # a bar closes half a 16th early: later onsets snap into the next bar
+    log_sends: bool = False  # with a log: a "sent" event each bar, the due and send time of every message
 
 
 STATS_WINDOW = 1000  # per-bar figures kept: the summary's median and p99 are over the last ones
@@ -87,6 +88,8 @@ class Daemon:
                                       in_channels=cfg.in_channels)
         self.decoder = DecodeWorker(self)
         self.input = InputThread(self)
+        if cfg.log_sends and log_json is not None:
+            self.scheduler.trace = []
         self.temperature = cfg.temperature
         self.freeze = False
         self.bypass = False
@@ -105,6 +108,7 @@ class Daemon:
         self.input.stop(block)
         self.decoder.stop(block)
         self.scheduler.stop(block)
+        self.log_sends()
         self.event("shutdown", stats=self.summary())
 
     def feed(self, msg: list[int], t: float | None = None) -> None:
@@ -119,6 +123,14 @@ class Daemon:
         self.scheduler.pump()
 
     # -- reporting --------------------------------------------------------------------------------
+    def log_sends(self) -> None:
+        """``log_sends``: a "sent" event with [due, sent, byte, ...] (perf_counter seconds) of every
+        scheduled message sent since the last one."""
+        if self.scheduler.trace is not None:
+            sends = self.scheduler.take_trace()
+            if sends:
+                self.event("sent", sends=[[round(due, 6), round(t, 6), *msg] for due, t, msg in sends])
+
     def _late(self, bar: int) -> None:
         if bar >= 0 and bar not in self.stats.recent_late:  # late events come bar after bar
             self.stats.recent_late.append(bar)
@@ -335,6 +347,7 @@ class InputThread:
         if self.template is not None:
             bar = self._template_bar(index)
         d.stats.bars_in += 1
+        d.log_sends()
         if d.freeze and self.last_codes is not None:
             codes, silent = self.last_codes, False
         else:

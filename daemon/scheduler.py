@@ -77,6 +77,7 @@ class Scheduler:
         # without a confirmation the output counts as lost (None: no such guard).
         self.max_unconfirmed: int | None = None
         self.unconfirmed = 0
+        self.trace: list | None = None  # a list: (due, sent, msg) of every scheduled message sent
         self.ledger = Ledger()
         self.heap: list[Event] = []
         self.cv = threading.Condition()
@@ -190,7 +191,13 @@ class Scheduler:
                 if due is None or due + self.latency_s > self.now():
                     return
                 heapq.heappop(self.heap)
-                self._due(ev, late=False)
+                self._due(ev, late=False, due=due + self.latency_s)
+
+    def take_trace(self) -> list:
+        """The (due, sent, msg) recorded since the last call (``trace`` on)."""
+        with self.cv:
+            out, self.trace = self.trace or [], ([] if self.trace is not None else None)
+            return out
 
     # -- the thread -------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -213,9 +220,9 @@ class Scheduler:
                     self.cv.wait(min(wait, 0.05))
                     continue
                 heapq.heappop(self.heap)
-                self._due(ev, late=False)  # it was on time when decoded: waking late is jitter
+                self._due(ev, late=False, due=due)  # it was on time when decoded: waking late is jitter
 
-    def _due(self, ev: Event, late: bool) -> None:
+    def _due(self, ev: Event, late: bool, due: float | None = None) -> None:
         kind, ch, pitch = ev.msg[0] & 0xF0, ev.msg[0] & 0x0F, ev.msg[1]
         key = (ev.generation, ch, pitch)
         if kind == NOTE_ON and ev.msg[2] > 0:
@@ -224,16 +231,16 @@ class Scheduler:
                 self.late_notes += 1
                 self.on_late(ev.bar)
                 return
-            self._emit(ev.msg)
+            self._emit(ev.msg, due)
         elif kind == NOTE_OFF:
             if key in self.dropped:
                 self.dropped.discard(key)
                 return
-            self._emit(ev.msg)
+            self._emit(ev.msg, due)
         else:
-            self._emit(ev.msg)
+            self._emit(ev.msg, due)
 
-    def _emit(self, msg: list[int]) -> None:
+    def _emit(self, msg: list[int], due: float | None = None) -> None:
         if self.lost is not None:  # nothing goes out; the ledger keeps what sounded when the port went
             self.lost_messages += 1
             return
@@ -243,12 +250,12 @@ class Scheduler:
         elif kind == NOTE_OFF or (kind == NOTE_ON and msg[2] == 0):
             if not self.ledger.off(ch, msg[1]):
                 return  # nothing sounding there: no stray note_off
-            if not self._raw(msg):
+            if not self._raw(msg, due):
                 self.ledger.on(ch, msg[1])  # not closed: its note_off goes out when the port returns
             return
-        self._raw(msg)
+        self._raw(msg, due)
 
-    def _raw(self, msg: list[int]) -> bool:
+    def _raw(self, msg: list[int], due: float | None = None) -> bool:
         """Send one message; False (and the output marked lost) when it cannot go out."""
         if self.lost is not None:
             return False
@@ -262,4 +269,6 @@ class Scheduler:
             return False
         self.sent += 1
         self.unconfirmed += 1
+        if self.trace is not None and due is not None:
+            self.trace.append((due, self.now(), msg))
         return True

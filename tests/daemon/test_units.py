@@ -390,3 +390,30 @@ def test_thousand_bars_on_a_fake_clock_leave_the_ledger_empty_and_memory_bounded
     assert len(d.stats.recent_late) <= 64
     heap, ledger, dropped, notes = (max(s[i] for s in sizes) for i in range(4))
     assert heap <= 4 * 16 * 2 * 2 and ledger <= 8 and dropped <= 16 and notes <= 8
+
+
+def test_log_sends_records_the_due_and_send_time_of_every_scheduled_message():
+    import io
+    import json
+
+    from vqcpc.daemon.core import DaemonConfig
+    from vqcpc.daemon.sim import fake_daemon
+
+    log = io.StringIO()
+    d, clock, sink = fake_daemon(FakeEngine(), DaemonConfig(bpm=120, log_sends=True), log_json=log)
+    tr = d.transport
+    d.scheduler.add(4, [0x90, 60, 90])
+    d.scheduler.add(8, [0x80, 60, 0])
+    clock.t = tr.time_of(4) + 0.001  # the scheduler woke a millisecond late
+    d.scheduler.pump()
+    clock.t = tr.time_of(8)
+    d.scheduler.pump()
+    d.scheduler.send_now([0x90, 62, 90])  # outside the schedule: not traced
+    d.log_sends()
+    sent = [json.loads(line) for line in log.getvalue().splitlines()][-1]
+    assert sent["event"] == "sent"
+    (due1, t1, *m1), (due2, t2, *m2) = sent["sends"]
+    assert m1 == [0x90, 60, 90] and m2 == [0x80, 60, 0]
+    assert abs(due1 - tr.time_of(4)) < 1e-6 and abs(t1 - due1 - 0.001) < 1e-6 and t2 == due2
+    d.log_sends()  # nothing new: no event
+    assert len(log.getvalue().splitlines()) == 1
