@@ -159,7 +159,8 @@ def train_decoder_cmd(model_dir, data, device, seed, epochs, steps_per_epoch, ba
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--candidates", type=click.IntRange(1, 32), default=1, show_default=True,
               help="Decode this many per variation in one batch; keep the one whose codes match best.")
-@click.option("--allow-parallels", is_flag=True, help="Do not rule out parallel fifths/octaves while sampling.")
+@click.option("--no-rules", is_flag=True, help="Sample from the model alone, without the voice-leading rules "
+              "(textbook ranges, no parallel fifths/octaves, no crossings).")
 @click.option("--beat-search", type=click.IntRange(1, 16), default=1, show_default=True,
               help="Sample K candidates of every beat and keep one whose code is the wanted one (K times the work).")
 @click.option("--codes", "codes_text", help='Codes to follow instead of the template\'s, e.g. "3 3 7 1" (looped).')
@@ -171,7 +172,7 @@ def train_decoder_cmd(model_dir, data, device, seed, epochs, steps_per_epoch, ba
 @click.option("--pickup", type=float, help="MIDI: length of the pickup in beats.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
-def vary(template, n, out, model, temperature, top_p, seed, candidates, allow_parallels, beat_search, codes_text,
+def vary(template, n, out, model, temperature, top_p, seed, candidates, no_rules, beat_search, codes_text,
          codes_from, backend, device, parts, pickup, as_json, force):
     """Write N variations of a template (file or chorale such as bwv269) that share its codes."""
     from pathlib import Path
@@ -202,7 +203,7 @@ def vary(template, n, out, model, temperature, top_p, seed, candidates, allow_pa
             raise InputError(f"--codes-from {codes_from}: meter {other.beats_per_bar}/4 differs from the template's")
         target = juxtapose(target, template_codes(be, other))
     variations = generate(be, grid, target, n=n, temperature=temperature, top_p=top_p, seed=seed,
-                          candidates=candidates, parallels=allow_parallels, beat_search=beat_search)
+                          candidates=candidates, rules=not no_rules, beat_search=beat_search)
     out.mkdir(parents=True, exist_ok=True)
     rows = [(f"template {grid.source}", grid, target)]
     report = []
@@ -239,7 +240,7 @@ def vary(template, n, out, model, temperature, top_p, seed, candidates, allow_pa
 @click.option("--temperature", type=click.FloatRange(0, 10), default=1.0, show_default=True)
 @click.option("--top-p", type=click.FloatRange(0.01, 1.0), default=0.95, show_default=True)
 @click.option("--backend", type=click.Choice(["onnx", "torch"]), default="onnx", show_default=True)
-@click.option("--allow-parallels", is_flag=True, help="Sample without the parallel fifths/octaves rule (the model alone).")
+@click.option("--no-rules", is_flag=True, help="Sample from the model alone, without the voice-leading rules.")
 @click.option("--beat-search", type=click.IntRange(1, 16), default=1, show_default=True,
               help="K > 1 adds the system 'MODEL beat search' (K candidates of every beat, one with the wanted code kept).")
 @click.option("--jobs", type=click.IntRange(1, 64), default=None, help="Worker processes (default: cores, at most 4).")
@@ -247,7 +248,7 @@ def vary(template, n, out, model, temperature, top_p, seed, candidates, allow_pa
 @click.option("-o", "--out", "out", type=click.Path(file_okay=False), help="Report folder: quality.md, results.json, PNGs.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (without the per-variation points).")
 @click.option("--force", is_flag=True, help="Overwrite an existing report in OUT.")
-def evaluate(models, graders, split, n, seeds, candidates, temperature, top_p, backend, allow_parallels, beat_search,
+def evaluate(models, graders, split, n, seeds, candidates, temperature, top_p, backend, no_rules, beat_search,
              jobs, limit, out, as_json, force):
     """Variations of every chorale of a split, measured beside the baselines (DESIGN §7)."""
     from pathlib import Path
@@ -278,7 +279,7 @@ def evaluate(models, graders, split, n, seeds, candidates, temperature, top_p, b
     if len({s.name for s in specs}) != len(specs):
         raise InputError("two --model arguments have the same name; give distinct directories")
     st = Settings(split=split, n=n, seeds=seeds, candidates=candidates, temperature=temperature, top_p=top_p,
-                  backend=backend, parallels=allow_parallels, beat_search=beat_search, jobs=jobs or default_jobs(), limit=limit)
+                  backend=backend, rules=not no_rules, beat_search=beat_search, jobs=jobs or default_jobs(), limit=limit)
 
     def progress(done, total):
         if not as_json:

@@ -48,7 +48,7 @@ class Settings:
     temperature: float = 1.0
     top_p: float = 0.95
     backend: str = "onnx"
-    parallels: bool = False  # True: sample without the parallel fifths/octaves rule (the model alone)
+    rules: bool = True  # False: sample without the voice-leading rules of Sampler (the model alone)
     beat_search: int = 1  # K > 1 adds the system "M beat search" (generate.decode)
     jobs: int = 2
     limit: int | None = None  # the first LIMIT chorales of the split (quick runs, tests)
@@ -167,9 +167,9 @@ def model_on_chorale(spec: ModelSpec, st: Settings, index: int, grid: Grid, othe
         shuffled = np.concatenate([own_t[:skip], rng.permutation(own_t[skip:])])
         rows = np.stack([own_t] * (n * k) + [shuffled] * n)
         samplers = [(slice(0, n * k), Sampler(backend.voice_mask, n * k, temperature=st.temperature,
-                                               top_p=st.top_p, seed=seed, parallels=st.parallels)),
+                                               top_p=st.top_p, seed=seed, rules=st.rules)),
                     (slice(n * k, n * k + n), Sampler(backend.voice_mask, n, temperature=st.temperature,
-                                                      top_p=st.top_p, seed=seed + 500, parallels=st.parallels))]
+                                                      top_p=st.top_p, seed=seed + 500, rules=st.rules))]
         grids = decode(backend, grid, rows, samplers)
         own = [_encode(backend, g, grid) for g in grids]
         oth = [_encode(grader, g, grid) for g in grids]
@@ -187,7 +187,7 @@ def model_on_chorale(spec: ModelSpec, st: Settings, index: int, grid: Grid, othe
             K = st.beat_search
             searched = decode(backend, grid, np.stack([own_t] * (n * K)),
                               [(slice(0, n * K), Sampler(backend.voice_mask, n * K, temperature=st.temperature,
-                                                          top_p=st.top_p, seed=seed + 900, parallels=st.parallels))],
+                                                          top_p=st.top_p, seed=seed + 900, rules=st.rules))],
                               search=K)
             for g in searched:
                 out.setdefault(f"{spec.name} beat search", [[] for _ in range(st.seeds)])[s].append(

@@ -64,16 +64,16 @@ def juxtapose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def generate(backend, grid: Grid, codes: np.ndarray, *, n: int = 4, temperature: float = 1.0, top_p: float = 0.95,
-             seed: int | None = 0, candidates: int = 1, parallels: bool = False,
+             seed: int | None = 0, candidates: int = 1, rules: bool = True,
              beat_search: int = 1) -> list[Variation]:
     """``n`` variations of ``grid``'s length and meter that follow ``codes`` (one per beat of
     whole bars); with ``candidates`` > 1, each is the best of that many by code consistency.
-    Parallel fifths/octaves are ruled out while sampling unless ``parallels`` (see ``Sampler``);
+    The voice-leading rules of ``Sampler`` hold unless ``rules`` is False;
     ``beat_search`` K > 1 keeps, beat by beat, one of K sampled beats with the wanted code."""
     bpb = grid.beats_per_bar
     assert len(codes) == grid.bars * bpb, (len(codes), grid.bars, bpb)
     B = n * candidates * beat_search
-    sampler = Sampler(backend.voice_mask, B, temperature=temperature, top_p=top_p, seed=seed, parallels=parallels)
+    sampler = Sampler(backend.voice_mask, B, temperature=temperature, top_p=top_p, seed=seed, rules=rules)
     grids = decode(backend, grid, np.tile(codes, (B, 1)), [(slice(0, B), sampler)], search=beat_search)
     recoded = [backend.encode(padded_to_bars(dataclasses.replace(grid, tokens=g)).reshape(-1, TOKENS_PER_BEAT).astype(np.int64))
                for g in grids]

@@ -62,8 +62,8 @@ def markdown(result: dict, command: str) -> str:
         f"Written by `{command}` in {result['seconds']:.0f} s "
         f"({result['chorales']} chorales; {st['n']} variations a chorale and seed, {st['seeds']} seeds, "
         f"reranking over {st['candidates']} candidates, temperature {st['temperature']}, top-p {st['top_p']}, "
-        f"backend {st['backend']}, parallel fifths/octaves "
-        f"{'allowed (the model alone)' if st.get('parallels') else 'ruled out while sampling'}).",
+        f"backend {st['backend']}, "
+        f"{'voice-leading rules kept while sampling (textbook ranges, no parallel fifths/octaves, no crossings)' if st.get('rules') else 'no rules: the model alone'}).",
         "Figures are means over seeds ± their standard deviation across seeds; rates are pooled over all beats.",
         "",
         "## Code consistency and novelty",

@@ -6,19 +6,34 @@ import numpy as np
 from vqcpc.music.grid import HOLD, N_VOICES, PITCH_OFFSET, REST
 
 
+def textbook_mask(vocab: int) -> np.ndarray:
+    """(4, V) bool: REST, HOLD and the pitches inside each voice's textbook SATB range."""
+    from vqcpc.music.checks import TEXTBOOK_RANGES
+
+    m = np.zeros((N_VOICES, vocab), dtype=bool)
+    m[:, [REST, HOLD]] = True
+    for v, (lo, hi) in enumerate(TEXTBOOK_RANGES):
+        m[v, PITCH_OFFSET + lo: PITCH_OFFSET + hi + 1] = True
+    return m
+
+
 class Sampler:
     """Temperature + top-p sampling of B streams, seeded; impossible tokens masked:
     pitches outside the voice's range, and HOLD where the voice has no sounding note.
 
-    With ``parallels=False`` (the default) a note that would make parallel fifths or octaves with
-    a voice already sampled at this tick is masked too (the rule of ``vqcpc.music.checks.parallels``:
-    against the sonority of the last tick where a note started, both voices moving the same way
-    into the same perfect interval); where the rule would leave no token, it is not applied.
+    With ``rules`` (the default), three voice-leading rules of ``vqcpc.music.checks`` are kept while
+    sampling, so that the variations follow the textbook as Bach's chorales do:
+    - pitches outside the textbook SATB ranges (``TEXTBOOK_RANGES``) are masked;
+    - a note that would make parallel fifths or octaves with a voice already sampled at this tick
+      is masked (against the sonority of the last tick where a note started, both voices moving
+      the same way into the same perfect interval: the rule of ``checks.parallels``);
+    - a note that would start above the voice above it (a crossing) is masked.
+    Where the rules would leave a row no token, that row samples without them at that step.
     Tokens must come in the flat order (S A T B of each tick), as every decoder emits them.
     """
 
     def __init__(self, voice_mask: np.ndarray, batch: int, *, temperature: float = 1.0, top_p: float = 0.95,
-                 seed: int | None = 0, parallels: bool = False):
+                 seed: int | None = 0, rules: bool = True):
         if temperature < 0:
             raise ValueError("temperature must be >= 0")
         if not 0 < top_p <= 1:
@@ -27,24 +42,28 @@ class Sampler:
         self.temperature, self.top_p = temperature, top_p
         self.rng = np.random.default_rng(seed)
         self.sounding = np.zeros((batch, N_VOICES), dtype=bool)  # a note to HOLD in each voice
-        self.parallels = parallels
+        self.rules = rules
+        self.textbook = textbook_mask(voice_mask.shape[1])
         self.pitch = np.full((batch, N_VOICES), -1)  # sounding pitch (-1 none), this tick's voices so far
         self.last_event = np.full((batch, N_VOICES), -1)  # the sonority where a note last started
         self.onset_now = np.zeros(batch, dtype=bool)  # a note started at this tick so far
-        self.rule_masked = 0  # row-steps where the parallels rule removed at least one pitch
+        self.rule_masked = 0  # row-steps where a rule removed at least one pitch
 
     def copy_rows(self, src: np.ndarray) -> None:
         """Row r takes row src[r]'s sampling state (what sounds, the last sonority)."""
         for name in ("sounding", "pitch", "last_event", "onset_now"):
             setattr(self, name, getattr(self, name)[src].copy())
 
-    def _parallel_mask(self, voice: int) -> np.ndarray:
-        """(B, V) bool: pitches of ``voice`` that would move in parallel fifths/octaves with a voice
-        above it, already sampled at this tick."""
+    def _rule_mask(self, voice: int) -> np.ndarray:
+        """(B, V) bool: pitches of ``voice`` the rules forbid now (out of the textbook range; parallel
+        fifths/octaves or a crossing with a voice above, already sampled at this tick)."""
         V = self.voice_mask.shape[1]
         q = (np.arange(V) - PITCH_OFFSET)[None, :]
         pv = self.last_event[:, voice]
-        forbid = np.zeros((len(pv), V), dtype=bool)
+        forbid = np.repeat(~self.textbook[voice][None], len(pv), axis=0)
+        if voice:
+            above = self.pitch[:, voice - 1]
+            forbid |= (above >= 0)[:, None] & (q > above[:, None])
         for u in range(voice):
             pu, cu = self.last_event[:, u], self.pitch[:, u]
             ic = np.abs(pu - pv) % 12
@@ -78,8 +97,8 @@ class Sampler:
             tok = np.broadcast_to(np.asarray(forced, dtype=np.int64), (logits.shape[0],)).copy()
         else:
             ok = self.allowed(voice)
-            if not self.parallels and voice:
-                ruled = ok & ~self._parallel_mask(voice)
+            if self.rules:
+                ruled = ok & ~self._rule_mask(voice)
                 keep = ruled.any(axis=1)  # a row the rule would empty keeps its tokens
                 changed = keep & (ruled != ok).any(axis=1)
                 self.rule_masked += int(changed.sum())

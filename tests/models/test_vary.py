@@ -92,19 +92,31 @@ def _prefer(*tokens):
     return x
 
 
-@pytest.mark.parametrize("allow", [False, True])
-def test_sampler_parallels_rule(allow):
-    """Soprano C5 -> D5 over bass C4: the model's first choice for the bass is D4 (parallel octaves)."""
+@pytest.mark.parametrize("rules", [True, False])
+def test_sampler_parallels_rule(rules):
+    """Soprano C5 -> D5 over bass C3: the model's first choice for the bass is D3 (parallel octaves)."""
     mask = np.ones((4, 130), bool)
-    s = Sampler(mask, 1, temperature=0.0, seed=0, parallels=allow)
-    tick0 = [PITCH_OFFSET + 72, REST, REST, PITCH_OFFSET + 60]
+    s = Sampler(mask, 1, temperature=0.0, seed=0, rules=rules)
+    tick0 = [PITCH_OFFSET + 72, REST, REST, PITCH_OFFSET + 48]
     for v, t in enumerate(tick0):
         assert s.sample(_prefer(t), v)[0] == t
     assert s.sample(_prefer(PITCH_OFFSET + 74), 0)[0] == PITCH_OFFSET + 74
     s.sample(_prefer(REST), 1), s.sample(_prefer(REST), 2)
-    bass = s.sample(_prefer(PITCH_OFFSET + 62, PITCH_OFFSET + 57), 3)[0]
-    assert bass == (PITCH_OFFSET + 62 if allow else PITCH_OFFSET + 57)
-    assert s.rule_masked == (0 if allow else 1)
+    bass = s.sample(_prefer(PITCH_OFFSET + 50, PITCH_OFFSET + 45), 3)[0]
+    assert bass == (PITCH_OFFSET + 45 if rules else PITCH_OFFSET + 50)
+
+
+@pytest.mark.parametrize("rules", [True, False])
+def test_sampler_range_and_crossing_rules(rules):
+    mask = np.ones((4, 130), bool)
+    s = Sampler(mask, 1, temperature=0.0, seed=0, rules=rules)
+    # the soprano wants A5 (above the textbook G5): ruled out, G5 next
+    assert s.sample(_prefer(PITCH_OFFSET + 81, PITCH_OFFSET + 79), 0)[0] == PITCH_OFFSET + (79 if rules else 81)
+    assert s.sample(_prefer(PITCH_OFFSET + 64), 1)[0] == PITCH_OFFSET + 64
+    # the tenor wants G4, above the alto's E4: a crossing; D4 next
+    assert s.sample(_prefer(PITCH_OFFSET + 67, PITCH_OFFSET + 62), 2)[0] == PITCH_OFFSET + (62 if rules else 67)
+    assert s.sample(_prefer(PITCH_OFFSET + 48), 3)[0] == PITCH_OFFSET + 48
+    assert (s.rule_masked > 0) == rules
 
 
 def test_sampler_rule_lets_contrary_and_oblique_motion_through():
@@ -133,15 +145,17 @@ def test_sampler_rule_never_empties_a_row():
     assert s.sample(_prefer(PITCH_OFFSET + 62), 3)[0] == PITCH_OFFSET + 62
 
 
-def test_parallels_rule_lowers_parallels_in_real_variations(tiny_model):
+def test_rules_lower_what_the_checks_count_in_real_variations(tiny_model):
     from vqcpc.export.runtime import Engine
     from vqcpc.models.generate import generate, template_codes
-    from vqcpc.music.checks import parallels
+    from vqcpc.music.checks import crossings, out_of_range, parallels
 
     out, _, _ = tiny_model
     e = Engine(out)
     grid = load("bwv269")
     codes = template_codes(e, grid)
-    free = sum(parallels(v.grid.tokens) for v in generate(e, grid, codes, n=4, seed=1, parallels=True))
-    ruled = sum(parallels(v.grid.tokens) for v in generate(e, grid, codes, n=4, seed=1))
-    assert ruled < free and ruled <= free // 4
+    free = generate(e, grid, codes, n=4, seed=1, rules=False)
+    ruled = generate(e, grid, codes, n=4, seed=1)
+    assert sum(parallels(v.grid.tokens) for v in ruled) <= sum(parallels(v.grid.tokens) for v in free) // 4
+    assert sum(out_of_range(v.grid.tokens) for v in ruled) == 0 < sum(out_of_range(v.grid.tokens) for v in free)
+    assert sum(crossings(v.grid.tokens) for v in ruled) < sum(crossings(v.grid.tokens) for v in free)
