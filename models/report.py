@@ -107,6 +107,7 @@ def markdown(result: dict, command: str) -> str:
         for k, r in rows.items():
             lines.append(f"- {'met' if r['met'] else 'MISSED'}: {k}: {_fmt(r['value'])} (goal {_fmt(r['goal'])})")
         lines.append("")
+    lines += gaps(result)
     lines += ["## Encoders", "", "| encoder | validation CPC accuracy (training) | chance | codes used here "
               "| perplexity here | trained by |", "|---|---|---|---|---|---|"]
     for name, e in result["encoders"].items():
@@ -116,6 +117,55 @@ def markdown(result: dict, command: str) -> str:
     if result.get("reading"):
         lines += ["", "## Reading", "", result["reading"]]
     return "\n".join(lines) + "\n"
+
+
+def gaps(result: dict) -> list[str]:
+    """What the figures of this run say about each missed goal, and what would close it."""
+    sy, bach, rules = result["systems"], result["bach"], result["settings"].get("rules", True)
+    out = ["## Gaps and what would close them", ""]
+    for model, rows in result["goals"].items():
+        s = sy[model]
+        for k, r in rows.items():
+            if r["met"]:
+                continue
+            if k.startswith("code consistency"):
+                rr = sy.get(f"{model} reranked", {})
+                bs = sy.get(f"{model} beat search")
+                text = (f"**{model}, code consistency** {s['code_consistency_other_grader']:.2f} by the other-seed grader "
+                        f"({s['code_consistency']:.2f} by its own encoder; chance "
+                        f"{sy[model + ' chance']['code_consistency_other_grader']:.2f}, the decoder fed shuffled codes "
+                        f"{sy[model + ' shuffled codes']['code_consistency_other_grader']:.2f}). Reranking "
+                        f"{result['settings']['candidates']} candidates gives {rr.get('code_consistency_other_grader', 0):.2f}.")
+                if bs:
+                    text += (f" Beat search ({result['settings']['beat_search']} candidates a beat, steered by the own "
+                             f"encoder) gives {bs['code_consistency']:.2f} by the own encoder and "
+                             f"{bs['code_consistency_other_grader']:.2f} by the other-seed grader, novelty "
+                             f"{bs['novelty']:.2f}: searching closes most of the gap the own encoder sees, and what is "
+                             f"left by the grader is where two encoders of the same kind disagree.")
+                text += (" Without search, the decoder itself must follow the codes more tightly: a larger decoder "
+                         "trained longer, or a training signal through the encoder (the re-encoded codes of sampled "
+                         "beats as a loss).")
+                out += [text, ""]
+            elif k.startswith("parallels"):
+                out += [f"**{model}, parallels** {s['parallels_per_100_beats']:.2f} per 100 beats against Bach's "
+                        f"{bach['parallels_per_100_beats']:.2f}" + ("; the sampling rule should make this 0: look for rows "
+                        "where the rules left nothing." if rules else ": sample with the voice-leading rules "
+                        "(the default) to keep them out."), ""]
+            elif k.startswith("notes outside"):
+                out += [f"**{model}, ranges** {s['out_of_range_per_100_beats']:.2f} notes outside the textbook ranges "
+                        f"per 100 beats against Bach's {bach['out_of_range_per_100_beats']:.2f}" +
+                        (": the range rule is on, so these are tokens where the rules left nothing." if rules else
+                         ": the models' ranges are the training chorales' extremes, wider than the textbook's; the "
+                         "range rule (the default) keeps notes inside."), ""]
+            elif k.startswith("longest copy"):
+                out += [f"**{model}, copies**: a run of {s['max_copy_beats']} beats equals a training chorale (Bach's "
+                        f"test chorales: {bach['max_copy_beats']}); filter variations with a copy longer than Bach's "
+                        "figure, or sample at a higher temperature.", ""]
+            else:
+                out += [f"**{model}**: {k}: {r['value']} (goal {r['goal']}).", ""]
+    if len(out) == 2:
+        out += ["Every goal is met in this run.", ""]
+    return out
 
 
 _METHOD = """\

@@ -11,7 +11,7 @@ from vqcpc.export.runtime import Engine, EncoderEngine
 from vqcpc.models.evaluate import over_seeds, summarize
 from vqcpc.music.errors import ModelError
 
-SYSTEMS = ("", " reranked", " shuffled codes", " chance", " template")
+SYSTEMS = ("", " reranked", " beat search", " shuffled codes", " chance", " template")
 
 
 def test_encoder_only_export_grades_but_cannot_generate(tiny_grader):
@@ -27,7 +27,8 @@ def test_evaluate_report_and_json(tiny_model, tiny_grader, tmp_path):
     model, _, _ = tiny_model
     out = tmp_path / "report"
     args = ["evaluate", "--model", str(model), "--grader", str(tiny_grader), "--split", "validation",
-            "--limit", "2", "-n", "1", "--seeds", "2", "--candidates", "2", "--jobs", "1", "-o", str(out), "--json"]
+            "--limit", "2", "-n", "1", "--seeds", "2", "--candidates", "2", "--beat-search", "2", "--jobs", "1",
+            "-o", str(out), "--json"]
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
     data = json.loads(r.output.strip().splitlines()[-1])
@@ -48,7 +49,9 @@ def test_evaluate_report_and_json(tiny_model, tiny_grader, tmp_path):
     assert data["bach"]["chorales"] == 2 and "points" not in data
     assert set(data["goals"][name]) and all("met" in g for g in data["goals"][name].values())
     text = (out / "quality.md").read_text()
-    assert "| **Bach**" in text and f"| {name} reranked |" in text
+    assert "| **Bach**" in text and f"| {name} reranked |" in text and "## Gaps and what would close them" in text
+    missed = [k for k, g in data["goals"][name].items() if not g["met"]]
+    assert ("Every goal is met" in text) == (not missed)
     for png in ("consistency_novelty.png", "musical_checks.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert len(json.loads((out / "results.json").read_text())["points"][name]) == 4
