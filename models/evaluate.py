@@ -298,15 +298,33 @@ def evaluate(specs: list[ModelSpec], st: Settings, progress=None) -> dict:
     }
 
 
+def grader_ceiling(own: np.ndarray, other: np.ndarray) -> dict:
+    """How far two encoders' codes of the same beats agree.
+
+    ``ceiling``: the grader's expected consistency for a variation whose every beat has the
+    template's own code and is otherwise a typical beat of that code: sum_c p(c) sum_g p(g | c)^2,
+    over the split's real beats. ``best_map``: the share of beats whose grader code is the one
+    most often paired with their own code (agreement under the best code-to-code map)."""
+    joint = np.zeros((own.max() + 1, other.max() + 1))
+    np.add.at(joint, (own, other), 1)
+    rows = joint.sum(1, keepdims=True)
+    cond = joint / np.maximum(rows, 1)
+    ceiling = float(((rows[:, 0] / joint.sum()) * (cond ** 2).sum(1)).sum())
+    return {"ceiling": round(ceiling, 4), "best_map": round(float(joint.max(1).sum() / joint.sum()), 4)}
+
+
 def encoder_figures(specs: list[ModelSpec], chorales) -> dict:
-    """Per model and grader: CPC accuracy of its training (validation) and codebook use on this split."""
+    """Per model and grader: CPC accuracy of its training (validation) and codebook use on this
+    split; per model, how far its encoder and its grader agree (``grader_ceiling``)."""
     from vqcpc.export.runtime import EncoderEngine
 
     out = {}
     for spec in specs:
+        pair = []
         for role, d in (("model", spec.model_dir), ("grader", spec.grader_dir)):
             e = EncoderEngine(d)
             codes = np.concatenate([template_codes(e, c.grid)[c.grid.pickup_ticks // TICKS_PER_BEAT:] for c in chorales])
+            pair.append(codes)
             p = np.bincount(codes, minlength=e.n_codes) / len(codes)
             nz = p[p > 0]
             metrics = (e.manifest.get("training", {}).get("encoder", {}) or {}).get("metrics") or {}
@@ -315,6 +333,7 @@ def encoder_figures(specs: list[ModelSpec], chorales) -> dict:
                 "dir": str(d), "validation_cpc_accuracy": (metrics.get("validation") or {}).get("cpc_accuracy"),
                 "cpc_chance": metrics.get("chance"), "codes_used": int((p > 0).sum()),
                 "perplexity": round(float(np.exp(-(nz * np.log(nz)).sum())), 2), "command": cmd}
+        out[f"{spec.name} model"]["agreement_with_grader"] = grader_ceiling(*pair)
     return out
 
 

@@ -109,10 +109,12 @@ def markdown(result: dict, command: str) -> str:
         lines.append("")
     lines += gaps(result)
     lines += ["## Encoders", "", "| encoder | validation CPC accuracy (training) | chance | codes used here "
-              "| perplexity here | trained by |", "|---|---|---|---|---|---|"]
+              "| perplexity here | grader ceiling / best-map agreement | trained by |", "|---|---|---|---|---|---|---|"]
     for name, e in result["encoders"].items():
+        a = e.get("agreement_with_grader")
+        agree = f"{a['ceiling']:.3f} / {a['best_map']:.3f}" if a else "–"
         lines.append(f"| {name} | {_fmt(e['validation_cpc_accuracy'])} | {_fmt(e['cpc_chance'], None, 4)} "
-                     f"| {e['codes_used']} | {e['perplexity']} | `{e['command']}` |")
+                     f"| {e['codes_used']} | {e['perplexity']} | {agree} | `{e['command']}` |")
     lines += ["", "## How the figures are made", "", _METHOD]
     if result.get("reading"):
         lines += ["", "## Reading", "", result["reading"]]
@@ -142,7 +144,15 @@ def gaps(result: dict) -> list[str]:
                              f"{bs['code_consistency_other_grader']:.2f} by the other-seed grader, novelty "
                              f"{bs['novelty']:.2f}: searching closes most of the gap the own encoder sees, and what is "
                              f"left by the grader is where two encoders of the same kind disagree.")
-                text += (" Without search, the decoder itself must follow the codes more tightly: a larger decoder "
+                agree = result["encoders"].get(f"{model} model", {}).get("agreement_with_grader")
+                if agree:
+                    text += (f" But the two encoders themselves agree only so far: a variation whose every beat had "
+                             f"the template's own code, each beat a typical one of its code, would score "
+                             f"{agree['ceiling']:.2f} by the grader (its codes match the own encoder's under the best "
+                             f"code-to-code map on {agree['best_map']:.0%} of real beats). A goal above that ceiling "
+                             f"needs encoders whose codes agree across seeds (fewer codes, or a codebook fixed by a "
+                             f"stronger training signal), not only a better decoder.")
+                text += (" For the decoder itself to follow the codes more tightly without search: a larger decoder "
                          "trained longer, or a training signal through the encoder (the re-encoded codes of sampled "
                          "beats as a loss).")
                 out += [text, ""]
@@ -188,6 +198,11 @@ _METHOD = """\
   both moved in the same direction and form the same perfect fifth or octave (mod 12, unison
   included). *Crossings*: a voice below the next lower one, counted where it begins. *Ranges*:
   S C4–G5, A G3–D5, T C3–G4, B E2–C4, counted per note started. Bach's chorales are read as written.
+- *Grader ceiling*: the other-seed grader's expected consistency for a variation whose every beat
+  carries the template's own code and is otherwise a typical beat of that code,
+  Σ_c p(c) Σ_g p(g | c)², over the split's real beats (c: the model's code, g: the grader's);
+  *best-map agreement*: the share of beats whose grader code is the one most often paired with
+  their own code.
 - *Pitch-class distance*: total-variation distance of the duration-weighted pitch-class
   distributions of variation and template.
 """

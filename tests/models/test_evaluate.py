@@ -90,3 +90,14 @@ def test_summaries_pool_rates_and_spread_over_seeds():
     assert both["code_consistency"] == pytest.approx(0.7)
     assert both["spread"]["code_consistency"]["std"] == pytest.approx(np.std([0.6, 0.8], ddof=1), abs=1e-4)
     assert both["max_copy_beats"] == 5 and both["variations"] == 4
+
+
+def test_grader_ceiling_on_known_code_pairs():
+    from vqcpc.models.evaluate import grader_ceiling
+
+    same = np.array([0, 1, 2, 3] * 5)
+    assert grader_ceiling(same, same) == {"ceiling": 1.0, "best_map": 1.0}
+    assert grader_ceiling(same, (same + 1) % 4) == {"ceiling": 1.0, "best_map": 1.0}  # renamed codes agree fully
+    # own code 0 splits evenly over two grader codes: a beat of code 0 matches half the time
+    own, other = np.array([0, 0, 1, 1]), np.array([0, 1, 2, 2])
+    assert grader_ceiling(own, other) == {"ceiling": 0.75, "best_map": 0.75}
