@@ -247,17 +247,19 @@ def evaluate(specs: list[ModelSpec], st: Settings, progress=None) -> dict:
     from vqcpc.music.corpus import corpus_split
 
     t0 = time.perf_counter()
-    chorales = [c for c in corpus_split(st.split) if c.grid.beats_per_bar in (3, 4)]
+    pool = [c for c in corpus_split(st.split) if c.grid.beats_per_bar in (3, 4)]
     skipped = [c.name for c in corpus_split(st.split) if c.grid.beats_per_bar not in (3, 4)]
-    if st.limit:
-        chorales = chorales[: st.limit]
+    chorales = pool[: st.limit] if st.limit else pool
     if not chorales:
         raise ModelError(f"split {st.split!r}: no chorale in 3/4 or 4/4")
     tasks = []
     for i, c in enumerate(chorales):
-        same = [o for o in chorales if o.name != c.name and o.grid.beats_per_bar == c.grid.beats_per_bar]
+        # chance: another chorale of the whole split (not only of --limit's), in the same meter
+        same = [o for o in pool if o.name != c.name and o.grid.beats_per_bar == c.grid.beats_per_bar]
+        if not same:
+            raise ModelError(f"split {st.split!r}: no other chorale in {c.grid.beats_per_bar}/4 for the chance baseline")
         rng = np.random.default_rng(i)
-        others = [same[int(rng.integers(len(same)))].grid if same else c.grid for _ in range(st.seeds)]
+        others = [same[int(rng.integers(len(same)))].grid for _ in range(st.seeds)]
         for spec in specs:
             tasks.append((spec, st, i, c.grid, others))
     rows: dict[str, list[list[dict]]] = {}
@@ -266,8 +268,8 @@ def evaluate(specs: list[ModelSpec], st: Settings, progress=None) -> dict:
     if jobs == 1:
         results = map(_task, tasks)
     else:
-        pool = ProcessPoolExecutor(jobs)
-        results = pool.map(_task, tasks)
+        workers = ProcessPoolExecutor(jobs)
+        results = workers.map(_task, tasks)
     for done, (_, _, r, sec) in enumerate(results, 1):
         seconds.append(sec)
         for system, per_seed in r.items():
@@ -277,7 +279,7 @@ def evaluate(specs: list[ModelSpec], st: Settings, progress=None) -> dict:
         if progress:
             progress(done, len(tasks))
     if jobs > 1:
-        pool.shutdown()
+        workers.shutdown()
     copies = _copy_index()
     bach = bach_rows(chorales, copies)
     systems = {name: over_seeds([summarize(seed_rows) for seed_rows in per_seed]) for name, per_seed in rows.items()}

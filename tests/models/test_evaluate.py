@@ -44,6 +44,7 @@ def test_evaluate_report_and_json(tiny_model, tiny_grader, tmp_path):
     t = data["systems"][name + " template"]
     assert t["code_consistency"] == 1.0 and t["code_consistency_other_grader"] == 1.0 and t["novelty"] == 0.0
     assert data["systems"][name]["variations"] == 2 * 1 * 2  # chorales x n x seeds
+    assert data["systems"][name + " chance"]["novelty"] > 0.5  # another chorale, even with --limit
     assert "consistency_to_fed_codes" in data["systems"][name + " shuffled codes"]
     assert {"max_copy_beats", "parallels_per_100_beats", "out_of_range_per_100_beats"} <= set(data["bach"])
     assert data["bach"]["chorales"] == 2 and "points" not in data
