@@ -62,7 +62,7 @@ The variation of input bar n plays during bar n+1 (the codes of a bar are known 
 @click.option("--cc-freeze", type=click.IntRange(0, 127), default=80, show_default=True)
 @click.option("--cc-bypass", type=click.IntRange(0, 127), default=81, show_default=True)
 @click.option("--cc-panic", type=click.IntRange(0, 127), default=82, show_default=True)
-@click.option("--quiet", is_flag=True, help="No status line.")
+@click.option("--quiet", is_flag=True, help="No status line (port loss and return are still reported).")
 def daemon_cmd(model, device, api, in_port, out_port, connect_in, connect_out, list_ports, clock, bpm, meter, voicing,
                in_channels, out_channels, delay_bars, latency_ms, temperature, top_p, seed, template, log_json,
                log_sends, cc_temperature, cc_freeze, cc_bypass, cc_panic, quiet):
@@ -114,11 +114,11 @@ def daemon_cmd(model, device, api, in_port, out_port, connect_in, connect_out, l
     shown = None
     try:
         while not stop.wait(0.1):
+            while d.notices:  # port loss and return: shown even with --quiet
+                click.echo(f"{'' if quiet else chr(10)}vqcpc-daemon: {d.notices.popleft()}", err=True)
+                shown = None
             if quiet:
                 continue
-            while d.notices:
-                click.echo(f"\n{d.notices.popleft()}", err=True)
-                shown = None
             state = (d.stats.bars_in, tuple(sorted(d.ports_lost)))
             if state != shown:
                 shown = state

@@ -127,4 +127,9 @@ def daemon(jack_server, tiny_model):
     for p in started:
         if p.poll() is None:
             p.kill()
-            p.wait()
+        try:
+            _, err = p.communicate(timeout=10)
+        except (subprocess.TimeoutExpired, ValueError):
+            continue
+        if err and err.strip():  # shown by pytest when the test failed
+            print(f"daemon stderr (exit {p.returncode}):\n{err[-3000:]}")
