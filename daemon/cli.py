@@ -5,7 +5,6 @@ import json
 import signal
 import sys
 import threading
-import time
 
 import click
 
@@ -129,7 +128,7 @@ def daemon_cmd(model, device, api, in_port, out_port, connect_in, connect_out, l
         link.stop()
         link.on_message = None
         d.stop()
-        time.sleep(0.05)  # let JACK deliver the last note_offs before the port goes away
+        link.drain()  # the last note_offs delivered before the port goes away
         link.close()
         if not quiet:
             click.echo(f"\nstopped: {json.dumps(d.summary())}", err=True)

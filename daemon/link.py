@@ -250,6 +250,23 @@ class PortLink:
         if self.thread.is_alive():
             self.thread.join(timeout=5.0)
 
+    def drain(self, timeout: float = 0.5) -> None:
+        """After the last note_offs, before the ports close: let the MIDI system deliver them. rtmidi
+        hands messages to JACK in its process callback, so on JACK wait until two process cycles
+        have run (a loaded machine may take much longer than a period); elsewhere a short pause."""
+        jack = self.jack
+        if jack is None or not jack.client:
+            time.sleep(0.05)
+            return
+        lib = jack.lib
+        first = lib.jack_last_frame_time(jack.client)
+        frames = 2 * max(1, lib.jack_get_buffer_size(jack.client))
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if (lib.jack_last_frame_time(jack.client) - first) % 2 ** 32 >= frames:
+                return
+            time.sleep(0.002)
+
     def close(self) -> None:
         """After the daemon stopped: close both ports and the watch client."""
         self.stop()
