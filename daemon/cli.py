@@ -53,6 +53,10 @@ The variation of input bar n plays during bar n+1 (the codes of a bar are known 
 @click.option("--temperature", type=click.FloatRange(0, 5), default=1.0, show_default=True)
 @click.option("--top-p", type=click.FloatRange(0.01, 1), default=0.95, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--beat-search", type=click.IntRange(1, 8), default=1, show_default=True,
+              help="K > 1: decode K candidates of every beat and send one whose code is the wanted one "
+                   "(a beat is sent once decoded; K times the work).")
+@click.option("--no-rules", is_flag=True, help="Sample from the model alone, without the voice-leading rules.")
 @click.option("--template", type=click.Path(exists=True, dir_okay=False), help="Play variations of this file, bar after bar.")
 @click.option("--log-json", type=click.File("a"), help="Append one JSON event a line to this file.")
 @click.option("--log-sends", is_flag=True, help="With --log-json: a 'sent' event each bar with the due and the "
@@ -63,8 +67,8 @@ The variation of input bar n plays during bar n+1 (the codes of a bar are known 
 @click.option("--cc-panic", type=click.IntRange(0, 127), default=82, show_default=True)
 @click.option("--quiet", is_flag=True, help="No status line (port loss and return are still reported).")
 def daemon_cmd(model, device, api, in_port, out_port, connect_in, connect_out, list_ports, clock, bpm, meter, voicing,
-               in_channels, out_channels, delay_bars, latency_ms, temperature, top_p, seed, template, log_json,
-               log_sends, cc_temperature, cc_freeze, cc_bypass, cc_panic, quiet):
+               in_channels, out_channels, delay_bars, latency_ms, temperature, top_p, seed, beat_search, no_rules,
+               template, log_json, log_sends, cc_temperature, cc_freeze, cc_bypass, cc_panic, quiet):
     """Stream Bach-style variations of what comes in on a MIDI port, bar after bar."""
     from vqcpc.export.runtime import Engine
     from vqcpc.models.registry import resolve_model
@@ -83,7 +87,7 @@ def daemon_cmd(model, device, api, in_port, out_port, connect_in, connect_out, l
                        in_channels=_channels(in_channels, "--in-channels"), out_channels=_channels(out_channels, "--out-channels"),
                        delay_bars=delay_bars, latency_ms=latency_ms, temperature=temperature, top_p=top_p, seed=seed,
                        cc_temperature=cc_temperature, cc_freeze=cc_freeze, cc_bypass=cc_bypass, cc_panic=cc_panic,
-                       log_sends=log_sends)
+                       log_sends=log_sends, beat_search=beat_search, rules=not no_rules)
     engine = Engine(resolve_model(model), device=device, threads=1)
     sys.setswitchinterval(0.0005)  # the scheduler thread gets the GIL back quickly
     if not ports.midi_system_available(api_id):

@@ -47,6 +47,8 @@ class DaemonConfig:
     cc_panic: int = 82
     close_early_ticks: float = 0.5  # a bar closes half a 16th early: later onsets snap into the next bar
     log_sends: bool = False  # with a log: a "sent" event each bar, the due and send time of every message
+    rules: bool = True  # the Sampler's voice-leading rules (textbook ranges, no parallels, no crossings)
+    beat_search: int = 1  # K > 1: K candidates of every beat, one with the wanted code sent
 
 
 STATS_WINDOW = 1000  # per-bar figures kept: the summary's median and p99 are over the last ones
@@ -67,6 +69,8 @@ class Stats:
     decode_ms: collections.deque = field(default_factory=_window)
     first_tick_ms: collections.deque = field(default_factory=_window)
     last_codes: list = field(default_factory=list)
+    beats_decoded: int = 0  # beats decoded (non-silent bars) ...
+    beats_kept: int = 0  # ... whose decoded notes the model's encoder gives the wanted code
     ignored: int = 0  # messages the daemon does not use (sysex, active sensing, ...)
 
 
@@ -182,7 +186,9 @@ class Daemon:
         return {"bars_in": self.stats.bars_in, "bars_out": self.stats.bars_out, "silent_bars": self.stats.silent_bars,
                 "late_bars": self.stats.late_bars, "decode_ms": {"median": round(float(np.median(d)), 2),
                                                                       "p99": round(float(np.percentile(d, 99)), 2)},
-                "sounding_now": len(self.scheduler.ledger), "ignored_messages": self.stats.ignored}
+                "sounding_now": len(self.scheduler.ledger), "ignored_messages": self.stats.ignored,
+                "code_consistency_own": round(self.stats.beats_kept / self.stats.beats_decoded, 4)
+                if self.stats.beats_decoded else None}
 
     def status_line(self) -> str:
         s = self.stats
@@ -372,6 +378,7 @@ class DecodeWorker:
         self.sampler: Sampler | None = None
         self.current: list[int | None] = [None] * 4  # pitch sounding per voice in the output
         self.last_out_bar: int | None = None
+        self.search_s: float | None = None  # beat search: how long a searched beat takes (recent, cautious)
         self.generation = -1
         self._stop = False
         self.thread = threading.Thread(target=self._run, name="vqcpc-decode", daemon=True)
@@ -422,8 +429,10 @@ class DecodeWorker:
     def _ensure_stream(self) -> None:
         if self.stream is None:
             d = self.d
-            self.stream = d.engine.new_stream(d.cfg.beats_per_bar, 1)
-            self.sampler = Sampler(d.engine.voice_mask, 1, temperature=d.temperature, top_p=d.cfg.top_p, seed=d.cfg.seed)
+            k = max(1, d.cfg.beat_search)
+            self.stream = d.engine.new_stream(d.cfg.beats_per_bar, k)
+            self.sampler = Sampler(d.engine.voice_mask, k, temperature=d.temperature, top_p=d.cfg.top_p, seed=d.cfg.seed,
+                                   rules=d.cfg.rules)
 
     def _bar(self, index, codes, silent, velocity, generation, t_close) -> None:
         d, cfg = self.d, self.d.cfg
@@ -444,16 +453,49 @@ class DecodeWorker:
         self.sampler.temperature = d.temperature
         self.generation = generation
         t0 = d.now()
-        self.stream.push_codes(np.asarray(codes, np.int64)[None])
+        k = max(1, cfg.beat_search)
+        codes = np.asarray(codes, np.int64)
+        self.stream.push_codes(np.tile(codes[None], (k, 1)))
+        bar_tokens = np.zeros(d.tpb * 4, np.int64)
         tok = None
-        for i in range(d.tpb * 4):
-            if d.transport.generation != generation:
-                return  # stopped or jumped mid-bar: the scheduler has closed everything
-            logits = self.stream.step(tok)
-            tok = self.sampler.sample(logits, i % 4)
-            self._token(start + i // 4, i % 4, int(tok[0]), velocity, out_bar)
-            if i == 3:
-                d.stats.first_tick_ms.append((d.now() - t_close) * 1000)
+        due = d.transport.time_of(start)
+        for beat in range(cfg.beats_per_bar):
+            # beat search sends a beat only once it is decoded: the bar's first beat is searched only
+            # when there is time for it before its first 16th is due (else it streams, as with K = 1)
+            search = k > 1 and (beat > 0 or (due is not None and self.search_s is not None and
+                                              due + cfg.latency_ms / 1000 - d.now() > 1.5 * self.search_s))
+            beat_tokens = np.zeros((TOKENS_PER_BEAT, k), np.int64)
+            t_beat = d.now()
+            for j in range(TOKENS_PER_BEAT):
+                if d.transport.generation != generation:
+                    return  # stopped or jumped mid-bar: the scheduler has closed everything
+                i = beat * TOKENS_PER_BEAT + j
+                tok = self.sampler.sample(self.stream.step(tok), i % 4)
+                beat_tokens[j] = tok
+                if not search:  # streamed: each token (of the first row) becomes note events at once
+                    self._token(start + i // 4, i % 4, int(tok[0]), velocity, out_bar)
+                    if i == 3:
+                        d.stats.first_tick_ms.append((d.now() - t_close) * 1000)
+            keep = 0
+            if search:  # keep a candidate whose beat has the wanted code, then send it
+                hit = np.nonzero(d.engine.encode(beat_tokens.T.copy()) == codes[beat])[0]
+                keep = int(hit[0]) if hit.size else 0
+                for j in range(TOKENS_PER_BEAT):
+                    i = beat * TOKENS_PER_BEAT + j
+                    self._token(start + i // 4, i % 4, int(beat_tokens[j, keep]), velocity, out_bar)
+                if beat == 0:
+                    d.stats.first_tick_ms.append((d.now() - t_close) * 1000)
+                took = d.now() - t_beat
+                self.search_s = took if self.search_s is None else max(took, 0.8 * self.search_s + 0.2 * took)
+            if k > 1:  # every candidate goes on from the beat that was sent
+                src = np.full(k, keep)
+                self.stream.copy_rows(src)
+                self.sampler.copy_rows(src)
+                tok = tok[src]
+            bar_tokens[beat * TOKENS_PER_BEAT:(beat + 1) * TOKENS_PER_BEAT] = beat_tokens[:, keep]
+        kept = d.engine.encode(bar_tokens.reshape(-1, TOKENS_PER_BEAT)) == codes
+        d.stats.beats_decoded += len(kept)
+        d.stats.beats_kept += int(kept.sum())
         ms = (d.now() - t0) * 1000
         d.stats.decode_ms.append(ms)
         d.stats.bars_out += 1

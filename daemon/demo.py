@@ -106,7 +106,7 @@ def recorded_grid(rec: list[tuple[float, list[int]]], t0: float, bpm: float, n_t
     return Grid(tokens, beats_per_bar=bpb, source="recorded output", report=report), stuck
 
 
-def run_demo(bwv: str, bpm: float, out_dir: Path, model: str, force: bool) -> dict:
+def run_demo(bwv: str, bpm: float, out_dir: Path, model: str, force: bool, beat_search: int = 1) -> dict:
     from vqcpc.export.runtime import Engine
     from vqcpc.models.generate import padded_to_bars, template_codes
     from vqcpc.models.registry import resolve_model
@@ -132,7 +132,8 @@ def run_demo(bwv: str, bpm: float, out_dir: Path, model: str, force: bool) -> di
     with midi_system() as system:
         api = ports.api_for("auto")
         cmd = [sys.executable, "-m", "vqcpc.daemon", "--model", str(model_dir), "--meter", f"{grid.beats_per_bar}/4",
-               "--in-port", in_name, "--out-port", out_name, "--clock", "midi", "--log-json", str(log_path), "--quiet"]
+               "--in-port", in_name, "--out-port", out_name, "--clock", "midi", "--log-json", str(log_path), "--quiet",
+               "--beat-search", str(beat_search)]
         daemon = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             _wait_for_port(api, in_name, daemon)
@@ -203,7 +204,7 @@ def run_demo(bwv: str, bpm: float, out_dir: Path, model: str, force: bool) -> di
     out_bars = sorted({int(round(x)) // tpb for x in onset_ticks})
     in_bars = sorted({int(b) for b in np.nonzero((padded_to_bars(grid).reshape(-1, tpb * N_VOICES) != 0).any(1))[0]})
     d = np.asarray(decode_ms) if decode_ms else np.zeros(1)
-    return {"chorale": grid.source, "bpm": bpm, "model": engine.name, "midi_system": system, "bars": bars,
+    return {"chorale": grid.source, "bpm": bpm, "model": engine.name, "beat_search": beat_search, "midi_system": system, "bars": bars,
             "bars_decoded": len(decode_ms), "late_bars": len(late), "late_bar_numbers": late, "stuck_notes": stuck,
             "decode_ms": {"median": round(float(np.median(d)), 2), "p99": round(float(np.percentile(d, 99)), 2)},
             "code_consistency": round(consistency, 4), "chance_consistency": round(float(np.median(chance)), 4),
@@ -270,12 +271,14 @@ def demo_command():
     @click.option("--bpm", type=click.FloatRange(30, 300), default=120.0, show_default=True)
     @click.option("-o", "--out", "out", type=click.Path(file_okay=False), default="demo-out", show_default=True)
     @click.option("--model", default="uniform", show_default=True)
+    @click.option("--beat-search", type=click.IntRange(1, 8), default=1, show_default=True,
+                  help="The daemon's --beat-search: K candidates of every beat, one with the wanted code sent.")
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
     @click.option("--force", is_flag=True, help="Overwrite earlier demo files in OUT.")
-    def demo(bwv, bpm, out, model, as_json, force):
+    def demo(bwv, bpm, out, model, beat_search, as_json, force):
         """Play a chorale into the daemon over real MIDI ports with MIDI clock and record the variation."""
         name = bwv if bwv.lower().startswith("bwv") else f"bwv{bwv}"
-        r = run_demo(name, bpm, Path(out), model, force)
+        r = run_demo(name, bpm, Path(out), model, force, beat_search)
         if as_json:
             click.echo(json.dumps(r))
             return

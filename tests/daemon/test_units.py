@@ -417,3 +417,28 @@ def test_log_sends_records_the_due_and_send_time_of_every_scheduled_message():
     assert abs(due1 - tr.time_of(4)) < 1e-6 and abs(t1 - due1 - 0.001) < 1e-6 and t2 == due2
     d.log_sends()  # nothing new: no event
     assert len(log.getvalue().splitlines()) == 1
+
+
+def _drive_chorale(cfg, bars=12):
+    from vqcpc.daemon.sim import bar_events, drive, fake_daemon
+    from vqcpc.export.runtime import Engine
+    from vqcpc.models.registry import resolve_model
+    from vqcpc.music.io import load
+
+    grid = load("bwv269")  # 3/4, with a one-beat pickup: the bars played start at the grid's first bar
+    d, clock, sink = fake_daemon(Engine(resolve_model("uniform")), cfg)
+    drive(d, clock, bar_events(grid, cfg.bpm), bars)
+    return d, sink
+
+
+def test_beat_search_keeps_more_codes_live_and_closes_every_note():
+    """The shipped model driven by a fake clock through 12 bars of bwv269: with 4 candidates a beat
+    the output keeps far more of the heard codes, and nothing is left sounding either way."""
+    from vqcpc.daemon.core import DaemonConfig
+
+    plain, sink1 = _drive_chorale(DaemonConfig(beats_per_bar=3, bpm=120))
+    searched, sink4 = _drive_chorale(DaemonConfig(beats_per_bar=3, bpm=120, beat_search=4))
+    a, b = plain.summary()["code_consistency_own"], searched.summary()["code_consistency_own"]
+    assert plain.stats.bars_out >= 10 and searched.stats.bars_out == plain.stats.bars_out
+    assert b > a + 0.15 and b > 0.8, (a, b)
+    assert sink1.sounding() == 0 and sink4.sounding() == 0 and plain.stats.late_bars == searched.stats.late_bars == 0
