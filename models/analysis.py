@@ -111,7 +111,7 @@ def variation_figures(backend, chorales, *, seed: int = 0, candidates: int = 1, 
         others = [o for o in chorales[i + 1:] + chorales[:i] if o.grid.beats_per_bar == grid.beats_per_bar]
         other_codes = template_codes(backend, others[0].grid)
         skip = grid.pickup_ticks // TICKS_PER_BEAT
-        chance = code_consistency(np.resize(other_codes, len(codes)), codes, skip)
+        chance = code_consistency(np.resize(other_codes, len(codes)), codes, skip, grid.beats)
         rows.append({"chorale": c.name, "code_consistency": v.code_consistency, "novelty": v.novelty,
                      "chance_consistency": chance})
     med = {k: round(float(np.median([r[k] for r in rows])), 4) for k in ("code_consistency", "novelty", "chance_consistency")}

@@ -70,8 +70,8 @@ def measure(tokens: np.ndarray, template: Grid, *, codes_own, template_own, code
     body = tokens[skip * TICKS_PER_BEAT:]
     beats = len(body) / TICKS_PER_BEAT
     return {
-        "code_consistency": code_consistency(codes_own, template_own, skip),
-        "code_consistency_other_grader": code_consistency(codes_other, template_other, skip),
+        "code_consistency": code_consistency(codes_own, template_own, skip, template.beats),
+        "code_consistency_other_grader": code_consistency(codes_other, template_other, skip, template.beats),
         "novelty": onset_novelty(tokens, template.tokens),
         "template_run_beats": checks.longest_template_run(tokens, template.tokens, skip),
         "copy_beats": copies.longest_copy(tokens, skip),
@@ -134,6 +134,10 @@ def _open(spec: ModelSpec, backend: str):
 
         from .commands import open_backend
 
+        if backend == "torch":
+            import torch
+
+            torch.set_num_threads(1)  # one worker a core: torch's own threads would fight them
         _CACHE[key] = (open_backend(spec.model_dir, backend, "cpu"), EncoderEngine(spec.grader_dir))
     return _CACHE[key]
 
@@ -156,7 +160,7 @@ def model_on_chorale(spec: ModelSpec, st: Settings, index: int, grid: Grid, othe
     backend, grader = _open(spec, st.backend)
     copies = _copy_index()
     template = fold_grid(grid, load_ranges())
-    skip = grid.pickup_ticks // TICKS_PER_BEAT
+    skip, end = grid.pickup_ticks // TICKS_PER_BEAT, grid.beats  # beats after `end` pad the last bar
     own_t, other_t = template_codes(backend, grid), template_codes(grader, grid)
     k, n = st.candidates, st.n
     out = {f"{spec.name}{s}": [[] for _ in range(st.seeds)]
@@ -164,7 +168,7 @@ def model_on_chorale(spec: ModelSpec, st: Settings, index: int, grid: Grid, othe
     for s in range(st.seeds):
         seed = 1000 * s + index
         rng = np.random.default_rng(seed)
-        shuffled = np.concatenate([own_t[:skip], rng.permutation(own_t[skip:])])
+        shuffled = np.concatenate([own_t[:skip], rng.permutation(own_t[skip:end]), own_t[end:]])
         rows = np.stack([own_t] * (n * k) + [shuffled] * n)
         samplers = [(slice(0, n * k), Sampler(backend.voice_mask, n * k, temperature=st.temperature,
                                                top_p=st.top_p, seed=seed, rules=st.rules)),
@@ -181,7 +185,7 @@ def model_on_chorale(spec: ModelSpec, st: Settings, index: int, grid: Grid, othe
         for g in range(n):
             group = range(g * k, (g + 1) * k)
             out[spec.name][s].append(m(group[0]))
-            best = max(group, key=lambda r: (code_consistency(own[r], own_t, skip), -r))
+            best = max(group, key=lambda r: (code_consistency(own[r], own_t, skip, end), -r))
             out[f"{spec.name} reranked"][s].append(m(best))
         if st.beat_search > 1:
             K = st.beat_search
@@ -195,7 +199,7 @@ def model_on_chorale(spec: ModelSpec, st: Settings, index: int, grid: Grid, othe
                             codes_other=_encode(grader, g, grid), template_other=other_t, copies=copies))
         for i in range(n * k, n * k + n):
             row = m(i)
-            row["consistency_to_fed_codes"] = code_consistency(own[i], shuffled, skip)
+            row["consistency_to_fed_codes"] = code_consistency(own[i], shuffled, skip, end)
             out[f"{spec.name} shuffled codes"][s].append(row)
         # chance: another chorale of the split (same meter), its tokens cut or looped to this length
         o = np.resize(others[s].tokens, grid.tokens.shape)
@@ -252,6 +256,8 @@ def evaluate(specs: list[ModelSpec], st: Settings, progress=None) -> dict:
     chorales = pool[: st.limit] if st.limit else pool
     if not chorales:
         raise ModelError(f"split {st.split!r}: no chorale in 3/4 or 4/4")
+    for spec in specs:  # a model or grader that cannot be opened fails here, before any work
+        _open(spec, st.backend)
     tasks = []
     for i, c in enumerate(chorales):
         # chance: another chorale of the whole split (not only of --limit's), in the same meter
@@ -268,6 +274,7 @@ def evaluate(specs: list[ModelSpec], st: Settings, progress=None) -> dict:
     if jobs == 1:
         results = map(_task, tasks)
     else:
+        _CACHE.clear()  # the workers open their own sessions
         workers = ProcessPoolExecutor(jobs)
         results = workers.map(_task, tasks)
     for done, (_, _, r, sec) in enumerate(results, 1):
@@ -293,7 +300,7 @@ def evaluate(specs: list[ModelSpec], st: Settings, progress=None) -> dict:
         "settings": dataclasses.asdict(st),
         "systems": systems,
         "bach": bach_summary(bach),
-        "encoders": encoder_figures(specs, chorales),
+        "encoders": encoder_figures(specs, chorales, st.backend),
         "seconds": round(time.perf_counter() - t0, 1),
         "cpu_seconds_per_task": {"median": round(float(np.median(seconds)), 2), "max": round(float(max(seconds)), 2)},
         "points": points,  # per variation: [consistency, consistency by the grader, novelty]
@@ -315,7 +322,7 @@ def grader_ceiling(own: np.ndarray, other: np.ndarray) -> dict:
     return {"ceiling": round(ceiling, 4), "best_map": round(float(joint.max(1).sum() / joint.sum()), 4)}
 
 
-def encoder_figures(specs: list[ModelSpec], chorales) -> dict:
+def encoder_figures(specs: list[ModelSpec], chorales, backend: str = "onnx") -> dict:
     """Per model and grader: CPC accuracy of its training (validation) and codebook use on this
     split; per model, how far its encoder and its grader agree (``grader_ceiling``)."""
     from vqcpc.export.runtime import EncoderEngine
@@ -323,14 +330,18 @@ def encoder_figures(specs: list[ModelSpec], chorales) -> dict:
     out = {}
     for spec in specs:
         pair = []
+        model, _ = _open(spec, backend)
         for role, d in (("model", spec.model_dir), ("grader", spec.grader_dir)):
-            e = EncoderEngine(d)
-            codes = np.concatenate([template_codes(e, c.grid)[c.grid.pickup_ticks // TICKS_PER_BEAT:] for c in chorales])
+            e = model if role == "model" else EncoderEngine(d)
+            codes = np.concatenate([template_codes(e, c.grid)[c.grid.pickup_ticks // TICKS_PER_BEAT: c.grid.beats]
+                                    for c in chorales])
             pair.append(codes)
+            training = getattr(e, "manifest", {}).get("training", {}).get("encoder") or \
+                {"metrics": getattr(e, "encoder_meta", {}).get("metrics"), "command": getattr(e, "encoder_meta", {}).get("command")}
             p = np.bincount(codes, minlength=e.n_codes) / len(codes)
             nz = p[p > 0]
-            metrics = (e.manifest.get("training", {}).get("encoder", {}) or {}).get("metrics") or {}
-            cmd = (e.manifest.get("training", {}).get("encoder", {}) or {}).get("command") or ""
+            metrics = training.get("metrics") or {}
+            cmd = training.get("command") or ""
             out[f"{spec.name} {role}"] = {
                 "dir": str(d), "validation_cpc_accuracy": (metrics.get("validation") or {}).get("cpc_accuracy"),
                 "cpc_chance": metrics.get("chance"), "codes_used": int((p > 0).sum()),

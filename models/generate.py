@@ -81,10 +81,10 @@ def generate(backend, grid: Grid, codes: np.ndarray, *, n: int = 4, temperature:
     result = []
     for i in range(n):
         group = range(i * candidates, (i + 1) * candidates)
-        best = max(group, key=lambda b: (code_consistency(recoded[b], codes, skip), -b))
+        best = max(group, key=lambda b: (code_consistency(recoded[b], codes, skip, grid.beats), -b))
         g = Grid(grids[best], beats_per_bar=bpb, pickup_ticks=grid.pickup_ticks, key=grid.key,
                  source=f"variation {i + 1} of {grid.source}")
-        result.append(Variation(g, recoded[best], code_consistency(recoded[best], codes, skip),
+        result.append(Variation(g, recoded[best], code_consistency(recoded[best], codes, skip, grid.beats),
                                 onset_novelty(g.tokens, fold_grid(grid, load_ranges()).tokens)))
     return result
 

@@ -124,9 +124,10 @@ class Sampler:
         return int(keep[self.rng.choice(len(keep), p=q)])
 
 
-def code_consistency(a: np.ndarray, b: np.ndarray, skip: int = 0) -> float:
-    """Share of beats (after the first ``skip``, the padded pickup) whose codes are equal."""
-    a, b = np.asarray(a)[skip:], np.asarray(b)[skip:]
+def code_consistency(a: np.ndarray, b: np.ndarray, skip: int = 0, end: int | None = None) -> float:
+    """Share of beats ``skip`` .. ``end`` whose codes are equal: the first ``skip`` beats (a padded
+    pickup) and the beats from ``end`` on (silence padding the last bar) match for free."""
+    a, b = np.asarray(a)[skip:end], np.asarray(b)[skip:end]
     n = min(len(a), len(b))
     return float((a[:n] == b[:n]).mean()) if n else float("nan")
 

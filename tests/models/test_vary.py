@@ -78,6 +78,7 @@ def test_sampler_masks_impossible_tokens():
 def test_consistency_and_novelty_definitions():
     assert code_consistency([1, 2, 3, 4], [1, 0, 3, 0]) == 0.5
     assert code_consistency([9, 2, 3], [8, 2, 0], skip=1) == 0.5
+    assert code_consistency([9, 2, 3, 7], [8, 2, 0, 7], skip=1, end=3) == 0.5  # the padding beat 3 is not counted
     t = np.array([[PITCH_OFFSET + 60, REST], [HOLD, REST]])
     v = np.array([[PITCH_OFFSET + 60, REST], [PITCH_OFFSET + 62, REST]])
     assert onset_novelty(t, t) == 0.0
