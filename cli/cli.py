@@ -11,6 +11,13 @@ from vqcpc.music.errors import VqcpcError
 class VqcpcGroup(click.Group):
     """Maps the library's errors to one line on stderr and exit status 2 (never a traceback)."""
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        from .entry import run  # click's own usage errors as one line too
+
+        run(super(), args, prog_name=prog_name, complete_var=complete_var, **extra)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)

@@ -9,15 +9,24 @@ import click
 from vqcpc.music.errors import VqcpcError
 
 
-def run(command: click.Command) -> None:
+def show(err: click.ClickException) -> None:
+    """A click error (a bad option value, a missing argument) as one line, with where to look."""
+    ctx = getattr(err, "ctx", None)
+    hint = f" (see {ctx.command_path} --help)" if isinstance(err, click.UsageError) and ctx is not None else ""
+    click.echo(f"error: {err.format_message()}{hint}", err=True)
+
+
+def run(command: click.Command, args=None, **extra):
+    """Run ``command``; errors end it with one line on stderr: 2 for bad input, 130 for Ctrl-C."""
     try:
-        command(standalone_mode=False)
+        code = command.main(args=args, standalone_mode=False, **extra)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as err:
-        err.show()
+        show(err)
         sys.exit(err.exit_code)
     except VqcpcError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)

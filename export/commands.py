@@ -7,7 +7,7 @@ import click
 
 
 
-@click.command()
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), help="Output folder (default: MODEL_DIR).")
 @click.option("--int8", is_flag=True, help="Also write an int8 (dynamic quantization) step graph.")

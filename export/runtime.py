@@ -55,6 +55,8 @@ def file_sha256(path: Path) -> str:
 def read_manifest(model_dir: Path) -> dict:
     path = Path(model_dir) / N.MANIFEST
     if not path.exists():
+        if not (Path(model_dir) / "encoder.json").exists():
+            raise ModelError(f"{model_dir}: not a model directory (no {N.MANIFEST}, no encoder.json)")
         raise ModelError(f"{model_dir}: no {N.MANIFEST}; export the model first: vqcpc-export {model_dir}")
     try:
         manifest = json.loads(path.read_text())

@@ -15,6 +15,25 @@ def _command_line() -> str:
     return "vqcpc " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
+def _reading_notes(grid) -> None:
+    """What reading the template assumed or changed, on stderr (as `vqcpc inspect` shows it)."""
+    r = grid.report
+    for note in r.notes:
+        click.echo(f"note: {note}", err=True)
+    changed = {k: getattr(r, k) for k in ("snapped", "dropped", "chords", "folded", "clipped") if getattr(r, k)}
+    if changed:
+        click.echo("note: " + ", ".join(f"{v} notes {k}" for k, v in changed.items()), err=True)
+
+
+def output_stem(template: str) -> str:
+    """The name output files start with: a file's name without its suffix, a corpus chorale's whole
+    name (bwv40.3 and bwv40.6 are two chorales, not one with a suffix)."""
+    from pathlib import Path
+
+    p = Path(template)
+    return p.stem if p.suffix.lower() in (".mid", ".midi", ".xml", ".musicxml", ".mxl") else p.name
+
+
 def open_backend(model_dir, backend: str, device: str = "cpu"):
     """The ONNX runtime engine (default) or the torch weights of a model directory."""
     if backend == "torch":
@@ -39,12 +58,12 @@ def train():
 @click.option("--data", type=click.Path(exists=True, file_okay=False), help="A folder of your own four-voice MIDI/MusicXML files instead of the Bach chorales.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--epochs", type=int, default=30, show_default=True)
-@click.option("--steps-per-epoch", type=int, default=250, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
+@click.option("--steps-per-epoch", type=click.IntRange(1), default=250, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
 @click.option("--vq-warmup", type=int, default=0, show_default=True,
               help="Steps of CPC on continuous latents before quantizing (codebook then k-means-initialised).")
-@click.option("--threads", type=int, default=0, help="torch threads (0: all cores).")
+@click.option("--threads", type=click.IntRange(0), default=0, help="torch threads (0: all cores).")
 @click.option("--resume", is_flag=True, help="Continue a killed run from its last epoch.")
 @click.option("--force", is_flag=True, help="Retrain over an existing encoder in OUT.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -89,7 +108,12 @@ def codes(template, model, as_json, plot, backend, parts, pickup, force):
     model_dir = resolve_model(model)
     if plot and Path(plot).exists() and not force:
         raise InputError(f"{plot}: already exists (use --force to overwrite)")
-    be = open_backend(model_dir, backend)
+    if backend == "onnx":  # the encoder alone suffices (a grader's directory too)
+        from vqcpc.export.runtime import EncoderEngine
+
+        be = EncoderEngine(model_dir)
+    else:
+        be = open_backend(model_dir, backend)
     c = [int(x) for x in template_codes(be, grid)[: grid.beats]]
     name = model_dir.name
     negatives = json.loads((model_dir / "encoder.json").read_text())["config"]["negatives"]
@@ -118,15 +142,15 @@ def codes(template, model, as_json, plot, backend, parts, pickup, force):
 @click.option("--data", type=click.Path(exists=True, file_okay=False), help="A folder of your own four-voice files (as for the encoder).")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--epochs", type=int, default=20, show_default=True)
-@click.option("--steps-per-epoch", type=int, default=200, show_default=True)
-@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--steps-per-epoch", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--d-model", type=int, default=192, show_default=True)
 @click.option("--layers", type=int, default=3, show_default=True)
 @click.option("--heads", type=int, default=4, show_default=True)
 @click.option("--d-ff", type=int, default=512, show_default=True)
 @click.option("--window", type=int, default=512, show_default=True, help="W: tokens of self-attention context.")
-@click.option("--threads", type=int, default=0, help="torch threads (0: all cores).")
+@click.option("--threads", type=click.IntRange(0), default=0, help="torch threads (0: all cores).")
 @click.option("--resume", is_flag=True, help="Continue a killed run from its last epoch.")
 @click.option("--force", is_flag=True, help="Retrain over an existing decoder.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -186,16 +210,21 @@ def vary(template, n, out, model, temperature, top_p, seed, candidates, no_rules
 
     out = Path(out)
     grid = load(template, parts=parse_parts_option(parts), pickup=pickup)
+    _reading_notes(grid)
     model_dir = resolve_model(model)
-    stem = Path(grid.source).stem
+    stem = output_stem(template)
     paths = [(out / f"{stem}-var{i + 1}.mid", out / f"{stem}-var{i + 1}.musicxml") for i in range(n)]
     plot_path = out / f"{stem}-variations.png"
     existing = [p for pair in paths for p in pair if p.exists()] + ([plot_path] if plot_path.exists() else [])
     if existing and not force:
         raise InputError(f"{existing[0]}: already exists (use --force to overwrite)")
+    if codes_text is not None and codes_from:
+        raise InputError("--codes and --codes-from exclude each other: give one")
+    if codes_text is not None and not codes_text.strip():
+        raise InputError("--codes is empty: give codes such as \"3 3 7 1\"")
     be = open_backend(model_dir, backend, device)
     target = template_codes(be, grid)
-    if codes_text:
+    if codes_text is not None:
         target = fit_codes(parse_codes(codes_text, be.n_codes), len(target))
     if codes_from:
         other = load(codes_from)
@@ -221,7 +250,8 @@ def vary(template, n, out, model, temperature, top_p, seed, candidates, no_rules
         return
     click.echo(f"{grid.source}: {grid.beats} beats, model {model_dir.name}")
     for r in report:
-        click.echo(f"  {r['midi']}  code consistency {r['code_consistency']:.2f}  novelty {r['novelty']:.2f}")
+        click.echo(f"  {r['midi']}  code consistency {r['code_consistency']:.2f} (by the model's own encoder)  "
+                   f"novelty {r['novelty']:.2f}")
     click.echo(f"  plot: {plot_path}")
 
 
@@ -260,8 +290,11 @@ def evaluate(models, graders, split, n, seeds, candidates, temperature, top_p, b
 
     models = models or SHIPPED
     if graders and len(graders) != len(models):
-        raise InputError(f"--grader given {len(graders)} times for {len(models)} models: give one per --model, or none")
+        raise InputError(f"{len(graders)} --grader for {len(models)} models: give one per --model, or none")
     if out:
+        odd = [Path(out) / f for f in FILES if (Path(out) / f).exists() and not (Path(out) / f).is_file()]
+        if odd:
+            raise InputError(f"{odd[0]}: exists and is not a file; choose another -o")
         clash = [Path(out) / f for f in FILES if (Path(out) / f).exists()]
         if clash and not force:
             raise InputError(f"{clash[0]}: already exists (use --force to overwrite)")
@@ -276,8 +309,10 @@ def evaluate(models, graders, split, n, seeds, candidates, temperature, top_p, b
             warnings.append(f"{m}: the grader's negatives ({gk}) differ from the model's ({mk})")
         name = m if m in SHIPPED else d.name
         specs.append(ModelSpec(name, str(d), str(g)))
-    if len({s.name for s in specs}) != len(specs):
-        raise InputError("two --model arguments have the same name; give distinct directories")
+    if len({s.name for s in specs}) != len(specs):  # e.g. runs/seed0/model and runs/seed1/model
+        specs = [ModelSpec(s.model_dir if s.name not in SHIPPED else s.name, s.model_dir, s.grader_dir) for s in specs]
+    if len({s.model_dir for s in specs}) != len(specs):
+        raise InputError("the same model is given twice")
     st = Settings(split=split, n=n, seeds=seeds, candidates=candidates, temperature=temperature, top_p=top_p,
                   backend=backend, rules=not no_rules, beat_search=beat_search, jobs=jobs or default_jobs(), limit=limit)
 

@@ -102,3 +102,9 @@ def test_grader_ceiling_on_known_code_pairs():
     # own code 0 splits evenly over two grader codes: a beat of code 0 matches half the time
     own, other = np.array([0, 0, 1, 1]), np.array([0, 1, 2, 2])
     assert grader_ceiling(own, other) == {"ceiling": 0.75, "best_map": 0.75}
+
+
+def test_evaluate_refuses_a_report_path_that_is_not_a_file(tmp_path):
+    (tmp_path / "quality.md").mkdir()
+    r = CliRunner().invoke(main, ["evaluate", "--model", "uniform", "-o", str(tmp_path), "--force", "--limit", "1"])
+    assert r.exit_code == 2 and "not a file" in r.output

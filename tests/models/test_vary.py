@@ -160,3 +160,34 @@ def test_rules_lower_what_the_checks_count_in_real_variations(tiny_model):
     assert sum(parallels(v.grid.tokens) for v in ruled) <= sum(parallels(v.grid.tokens) for v in free) // 4
     assert sum(out_of_range(v.grid.tokens) for v in ruled) == 0 < sum(out_of_range(v.grid.tokens) for v in free)
     assert sum(crossings(v.grid.tokens) for v in ruled) < sum(crossings(v.grid.tokens) for v in free)
+
+
+def test_usage_errors_are_one_line_and_zero_steps_are_refused(tmp_path):
+    for args in (["vary", "bwv269", "-n", "0", "-o", str(tmp_path / "v")],
+                 ["train", "encoder", "--out", str(tmp_path / "e"), "--epochs", "0"],
+                 ["train", "decoder", "--model", str(tmp_path), "--steps-per-epoch", "0"]):
+        r = CliRunner().invoke(main, args)
+        assert r.exit_code == 2 and r.output.startswith("error: ") and len(r.output.strip().splitlines()) == 1, r.output
+    assert not (tmp_path / "e").exists()
+
+
+def test_output_names_keep_a_chorale_s_whole_number():
+    from vqcpc.models.commands import output_stem
+
+    assert output_stem("bwv40.3") != output_stem("bwv40.6") == "bwv40.6"
+    assert output_stem("songs/My Song.mid") == "My Song" and output_stem("a/b.musicxml") == "b"
+
+
+def test_codes_and_codes_from_exclude_each_other(tiny_model, tmp_path):
+    out, _, _ = tiny_model
+    r = CliRunner().invoke(main, ["vary", "bwv269", "-n", "1", "-o", str(tmp_path), "--model", str(out),
+                                  "--codes", "1 2", "--codes-from", "bwv269"])
+    assert r.exit_code == 2 and "exclude each other" in r.output and not list(tmp_path.iterdir())
+
+
+def test_codes_of_a_grader_encoder_alone():
+    from vqcpc.models.registry import shipped_dir
+
+    r = CliRunner().invoke(main, ["codes", "bwv269", "--model", str(shipped_dir() / "graders" / "uniform"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert len(json.loads(r.output)["codes"]) == load("bwv269").beats
