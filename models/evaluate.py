@@ -33,11 +33,6 @@ from .sampling import Sampler, code_consistency, onset_novelty
 
 log = logging.getLogger(__name__)
 
-MEASURES = ("code_consistency", "code_consistency_other_grader", "novelty", "template_run_beats",
-            "max_copy_beats", "median_copy_beats", "parallels_per_100_beats", "crossings_per_100_beats",
-            "out_of_range_per_100_beats", "onset_density", "pitch_class_distance")
-MUSIC = ("parallels_per_100_beats", "crossings_per_100_beats", "out_of_range_per_100_beats", "onset_density")
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -86,7 +81,6 @@ def measure(tokens: np.ndarray, template: Grid, *, codes_own, template_own, code
 
 def summarize(rows: list[dict]) -> dict:
     """Rows of ``measure`` -> the system's figures (rates per 100 beats pooled over all beats)."""
-    beats = sum(r["beats"] for r in rows)
     copies = [r["copy_beats"] for r in rows]
     out = {
         "variations": len(rows),
@@ -96,10 +90,7 @@ def summarize(rows: list[dict]) -> dict:
         "template_run_beats": int(max(r["template_run_beats"] for r in rows)),
         "max_copy_beats": int(max(copies)),
         "median_copy_beats": float(np.median(copies)),
-        "parallels_per_100_beats": 100 * sum(r["parallels"] for r in rows) / beats,
-        "crossings_per_100_beats": 100 * sum(r["crossings"] for r in rows) / beats,
-        "out_of_range_per_100_beats": 100 * sum(r["out_of_range"] for r in rows) / beats,
-        "onset_density": sum(r["onsets"] for r in rows) / beats,
+        **pooled_rates(rows),
         "pitch_class_distance": float(np.mean([r["pitch_class_distance"] for r in rows])),
     }
     if "consistency_to_fed_codes" in rows[0]:
@@ -235,14 +226,18 @@ def bach_rows(chorales, copies: checks.CopyIndex) -> list[dict]:
     return rows
 
 
-def bach_summary(rows: list[dict]) -> dict:
+def pooled_rates(rows: list[dict]) -> dict:
+    """The musical checks' counts of ``rows`` pooled over all their beats: per 100 beats, onsets a beat."""
     beats = sum(r["beats"] for r in rows)
+    out = {f"{k}_per_100_beats": 100 * sum(r[k] for r in rows) / beats for k in ("parallels", "crossings", "out_of_range")}
+    out["onset_density"] = sum(r["onsets"] for r in rows) / beats
+    return out
+
+
+def bach_summary(rows: list[dict]) -> dict:
     copies = [r["copy_beats"] for r in rows]
     return {"chorales": len(rows), "max_copy_beats": int(max(copies)), "median_copy_beats": float(np.median(copies)),
-            "parallels_per_100_beats": round(100 * sum(r["parallels"] for r in rows) / beats, 4),
-            "crossings_per_100_beats": round(100 * sum(r["crossings"] for r in rows) / beats, 4),
-            "out_of_range_per_100_beats": round(100 * sum(r["out_of_range"] for r in rows) / beats, 4),
-            "onset_density": round(sum(r["onsets"] for r in rows) / beats, 4)}
+            **{k: round(v, 4) for k, v in pooled_rates(rows).items()}}
 
 
 # --- the whole run ---------------------------------------------------------------------------------
