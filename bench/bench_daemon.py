@@ -63,9 +63,8 @@ def jitter(model_dir: Path, bars: int, bpm: float) -> dict:
         tag = f"{os.getpid()}"
         arrivals: list[tuple[float, list[int]]] = []
         rec = rtmidi.MidiIn(ports.api_for("jack"), name=f"vqcpc-bench-rec-{tag}")
-        rec.ignore_types(sysex=True, timing=True, active_sense=True)
-        rec.set_callback(lambda ev, _: arrivals.append((time.perf_counter(), ev[0])))
         rec.open_virtual_port("rec")
+        listener = ports.Listener(rec, lambda msg, t: arrivals.append((t, msg)), drop=ports.NOT_MUSIC)
         cmd = [sys.executable, "-m", "vqcpc.daemon", "--model", str(model_dir), "--api", "jack", "--clock", "internal",
                "--bpm", f"{bpm:g}", "--meter", f"{grid.beats_per_bar}/4", "--template", str(template),
                "--in-port", f"vqcpc in {tag}", "--out-port", f"vqcpc out {tag}",
@@ -86,7 +85,7 @@ def jitter(model_dir: Path, bars: int, bpm: float) -> dict:
                 proc.kill()
                 _, err = proc.communicate()
         time.sleep(0.2)
-        rec.cancel_callback()
+        listener.stop()
         rec.close_port()
         rec.delete()
         if proc.returncode not in (0, -signal.SIGTERM):

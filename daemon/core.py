@@ -1,7 +1,8 @@
 """The daemon's machinery without ports: input processing, bar assembly, decoding and scheduling.
 
 Threads (each a class with start()/stop()):
-- the rtmidi callback only timestamps and enqueues (``Daemon.feed``);
+- the port's reader (``ports.Listener``) hands each message with its arrival time to ``Daemon.feed``,
+  which only enqueues;
 - ``InputThread``: follows the transport, assembles bars, encodes each closed bar into codes;
 - ``DecodeWorker``: decodes bars in order with the ONNX stream, turning tokens into timed notes;
 - ``Scheduler``: sends each note at its time, drops what is late, keeps the ledger.
@@ -116,7 +117,7 @@ class Daemon:
         self.event("shutdown", stats=self.summary())
 
     def feed(self, msg: list[int], t: float | None = None) -> None:
-        """From the MIDI callback: timestamp and enqueue, nothing else."""
+        """From the port's reader: enqueue (timestamped now when ``t`` is not given), nothing else."""
         self.input.q.put((list(msg), self.now() if t is None else t))
 
     def pump(self) -> None:

@@ -139,8 +139,7 @@ def run_demo(bwv: str, bpm: float, out_dir: Path, model: str, force: bool, beat_
             _wait_for_port(api, in_name, daemon)
             rec: list = []
             recorder = ports.open_input(api, "recorder", client=f"vqcpc-demo-rec-{tag}", connect=out_name)
-            recorder.ignore_types(sysex=True, timing=True, active_sense=True)
-            recorder.set_callback(lambda ev, _: rec.append((time.perf_counter(), ev[0])))
+            listener = ports.Listener(recorder, lambda msg, t: rec.append((t, msg)), drop=ports.NOT_MUSIC)
             player = ports.open_output(api, "player", client=f"vqcpc-demo-{tag}", connect=in_name)
             time.sleep(0.3)
             t0 = _play(player, grid, bpm, extra_bars=2)
@@ -153,7 +152,7 @@ def run_demo(bwv: str, bpm: float, out_dir: Path, model: str, force: bool, beat_
                 daemon.kill()
                 _, err = daemon.communicate()
         time.sleep(0.2)
-        recorder.cancel_callback()
+        listener.stop()
         for port in (recorder, player):
             port.close_port()
             port.delete()  # leave the JACK server before it stops

@@ -152,6 +152,7 @@ class _End:
     def __init__(self, kind: str, name: str, connect: str | None):
         self.kind, self.name, self.connect = kind, name, connect
         self.port = None  # the rtmidi MidiIn / MidiOut
+        self.listener: ports.Listener | None = None  # the input's reader
         self.full: str | None = None  # JACK: our port's full name ("client:port")
         self.target: str | None = None  # the full name of the port we connected to
         self.lost: str | None = None
@@ -195,7 +196,8 @@ class PortLink:
         self._open(self.out)
 
     def open_input(self, on_message) -> None:
-        """``on_message(bytes)``: called on rtmidi's thread for every incoming message."""
+        """``on_message(msg, t)``: called from the input's reader thread for every incoming message,
+        with its arrival time (time.perf_counter)."""
         self.on_message = on_message
         self._open(self.inp)
 
@@ -214,9 +216,9 @@ class PortLink:
         before = set(jack.ports(outputs=end.kind == "output")) if jack else set()
         connect = None if self.named else end.connect
         port = self.opener(end.kind, self.api, end.name, self.client, connect)
-        if end.kind == "input":
-            port.set_callback(self._callback)
         end.port = port
+        if end.kind == "input":
+            end.listener = ports.Listener(port, self._received)
         if jack:
             mine = [p for p in jack.ports(outputs=end.kind == "output") if p.endswith(":" + end.name)]
             new = [p for p in mine if p not in before]
@@ -224,18 +226,19 @@ class PortLink:
         if end.connect:
             end.target = ports.find_port(port.get_ports(), end.connect)
 
-    def _callback(self, event, _data) -> None:
+    def _received(self, msg: list[int], t: float) -> None:
         if self.on_message is not None:
-            self.on_message(event[0])
+            self.on_message(msg, t)
 
     def _discard(self, end: _End) -> None:
         """Forget ``end``'s rtmidi port (dead or about to be replaced)."""
         port, end.port, end.full = end.port, None, None
+        if end.listener is not None:
+            end.listener.stop()
+            end.listener = None
         if port is None:
             return
         try:
-            if end.kind == "input":
-                port.cancel_callback()
             port.close_port()
             port.delete()
         except Exception as err:  # a port of a dead server may complain; it is gone either way

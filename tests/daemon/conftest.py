@@ -63,8 +63,7 @@ class Recorder:
 
         self.events: list[tuple[float, list[int]]] = []
         self.port = ports.open_input(ports.api_for("jack"), "rec", client=f"rec-{uuid.uuid4().hex[:6]}", connect=connect)
-        self.port.ignore_types(sysex=True, timing=True, active_sense=True)
-        self.port.set_callback(lambda ev, _: self.events.append((time.perf_counter(), ev[0])))
+        self.listener = ports.Listener(self.port, lambda msg, t: self.events.append((t, msg)), drop=ports.NOT_MUSIC)
 
     def unclosed(self) -> list[tuple[int, int]]:
         """(channel, pitch) of every note_on with no note_off after it."""
@@ -81,7 +80,7 @@ class Recorder:
         return [(t, m) for t, m in self.events if (m[0] & 0xF0) == 0x90 and m[2] > 0]
 
     def close(self):
-        self.port.cancel_callback()
+        self.listener.stop()
         self.port.close_port()
         self.port.delete()
 

@@ -24,23 +24,26 @@ class Client:
     def __init__(self, client: str, port: str, kind: str, events=None):
         import rtmidi
 
+        from vqcpc.daemon import ports
+
         self.events = events if events is not None else []
+        self.listener = None
         if kind == "input":
             self.port = rtmidi.MidiIn(_api(), name=client)
-            self.port.ignore_types(sysex=True, timing=True, active_sense=True)
-            # the callback before the port: nothing that arrives at once is missed
-            self.port.set_callback(lambda ev, _: self.events.append(ev[0]))
+            self.port.ignore_types(sysex=False, timing=False, active_sense=False)
         else:
             self.port = rtmidi.MidiOut(_api(), name=client)
         self.port.open_virtual_port(port)
+        if kind == "input":  # rtmidi queues what arrives before the reader starts
+            self.listener = ports.Listener(self.port, lambda msg, t: self.events.append(msg), drop=ports.NOT_MUSIC)
         self.kind = kind
 
     def send(self, msg):
         self.port.send_message(msg)
 
     def close(self):
-        if self.kind == "input":
-            self.port.cancel_callback()
+        if self.listener is not None:
+            self.listener.stop()
         self.port.close_port()
         self.port.delete()
 

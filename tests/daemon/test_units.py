@@ -1,4 +1,6 @@
 """Scheduler, transport and bar assembly with a fake clock and a fake port (no sleeps)."""
+import time
+
 import numpy as np
 
 from vqcpc.daemon.assembler import BarAssembler
@@ -283,7 +285,7 @@ class FakeMidi:
 
 class FakeRtPort:
     def __init__(self, system, kind):
-        self.system, self.kind, self.sent, self.closed, self.callback = system, kind, [], False, None
+        self.system, self.kind, self.sent, self.closed, self.inbox = system, kind, [], False, []
 
     def get_ports(self):
         return list(self.system.names)
@@ -293,11 +295,8 @@ class FakeRtPort:
             raise SystemError("error sending MIDI message to port")
         self.sent.append(list(msg))
 
-    def set_callback(self, cb):
-        self.callback = cb
-
-    def cancel_callback(self):
-        self.callback = None
+    def get_message(self):  # rtmidi's queue: (message, delta) or None
+        return self.inbox.pop(0) if self.inbox else None
 
     def close_port(self):
         self.closed = True
@@ -355,9 +354,13 @@ def test_port_link_reconnects_by_name_and_sends_the_ledger_offs_and_cc123_first(
     midi.names.append("daw:out")
     link.check()
     in1 = midi.opened[-1]
-    assert in1.kind == "input" and in0.callback is None and not d.ports_lost
-    in1.callback(([0x90, 60, 80], 0.0), None)
-    assert d.input.q.get_nowait()[0] == [0x90, 60, 80]
+    assert in1.kind == "input" and in0.closed and not d.ports_lost
+    in0.inbox.append(([0x90, 48, 80], 0.0))  # the old port is no longer read
+    in1.inbox.append(([0xFE], 0.0))  # active sensing: dropped by the reader
+    in1.inbox.append(([0x90, 60, 80], 0.01))
+    assert d.input.q.get(timeout=2.0)[0] == [0x90, 60, 80]
+    time.sleep(0.05)
+    assert d.input.q.empty() and in0.inbox
     events = [json.loads(line) for line in log.getvalue().splitlines()]
     kinds = [(e["event"], e["port"]) for e in events if e["event"].startswith("port_")]
     assert kinds == [("port_lost", "output"), ("port_back", "output"), ("port_lost", "output"),
@@ -455,3 +458,21 @@ def test_last_close_can_be_repeated():
     s.panic([0, 1])
     assert s.repeat_last_close() == 2
     assert sent[-2:] == [[0x80, 60, 0], [0x81, 64, 0]] and len(s.ledger) == 0
+
+
+def test_listener_times_messages_by_the_midi_systems_deltas_not_by_when_it_polled():
+    from vqcpc.daemon.ports import Listener
+
+    class Port:  # rtmidi's queue, read only through stamp() here
+        def get_message(self):
+            return None
+
+    got = []
+    listener = Listener(Port(), lambda msg, t: got.append(t), interval=0.001)
+    listener.stop()
+    # three messages 10 ms apart, found by polls 1 ms, 30 ms (the poller was held up) and 1 ms late
+    assert listener.stamp(0.0, 100.001) == 100.001
+    assert abs(listener.stamp(0.010, 100.040) - 100.011) < 1e-5
+    assert abs(listener.stamp(0.010, 100.0205) - 100.0205) < 1e-9  # a smaller lag: the clock is re-anchored
+    # later messages keep the better anchor
+    assert abs(listener.stamp(0.5, 101.0) - 100.5205) < 1e-4
