@@ -80,7 +80,6 @@ class Scheduler:
         self.trace: list | None = None  # a list: (due, sent, msg) of every scheduled message sent
         self.ledger = Ledger()
         self.last_closed: list[list[int]] = []  # the note_offs of the last ledger close
-        self.repeat_at: float | None = None  # when to send them again (after a flush)
         self.heap: list[Event] = []
         self.cv = threading.Condition()
         self.seq = itertools.count()
@@ -128,10 +127,7 @@ class Scheduler:
         with self.cv:
             self.heap.clear()
             self.dropped.clear()
-            if self._close_ledger():
-                # the same note_offs again 30 ms later (a later JACK cycle): a receiver once got a burst
-                # of closing messages as one message repeated; a note_off for a silent note is harmless
-                self.repeat_at = self.now() + 0.03
+            self._close_ledger()
             self.cv.notify_all()
 
     def panic(self, channels=range(16)) -> None:
@@ -216,13 +212,8 @@ class Scheduler:
     def _run(self) -> None:
         with self.cv:
             while not self._stop:
-                if self.repeat_at is not None and self.now() >= self.repeat_at:
-                    self.repeat_at = None
-                    for m in self.last_closed:  # see flush()
-                        self._raw(m)
-                    continue
                 if not self.heap:
-                    self.cv.wait(0.1 if self.repeat_at is None else max(0.001, self.repeat_at - self.now()))
+                    self.cv.wait(0.1)
                     continue
                 ev = self.heap[0]
                 if ev.generation != self.transport.generation:  # from before a stop or jump
