@@ -133,10 +133,6 @@ def daemon_cmd(model, device, api, in_port, out_port, connect_in, connect_out, l
         link.on_message = None
         d.stop()
         link.drain()  # the last note_offs delivered before the port goes away
-        # Once in about a dozen test runs the receiver got the final burst as one message repeated
-        # (cause not found); the same note_offs again, in a later cycle, leave nothing sounding.
-        if d.scheduler.repeat_last_close():
-            link.drain()
         link.close()
         if not quiet:
             click.echo(f"\nstopped: {json.dumps(d.summary())}", err=True)

@@ -79,7 +79,6 @@ class Scheduler:
         self.unconfirmed = 0
         self.trace: list | None = None  # a list: (due, sent, msg) of every scheduled message sent
         self.ledger = Ledger()
-        self.last_closed: list[list[int]] = []  # the note_offs of the last ledger close
         self.heap: list[Event] = []
         self.cv = threading.Condition()
         self.seq = itertools.count()
@@ -170,17 +169,9 @@ class Scheduler:
         self.on_lost(reason)
         return True
 
-    def repeat_last_close(self) -> int:
-        """Send the note_offs of the last ledger close again (at shutdown, in a later JACK cycle than
-        the first: a note_off for a note already off is harmless, a lost one leaves a note stuck)."""
-        with self.cv:
-            return sum(self._raw(m) for m in self.last_closed)
-
     def _close_ledger(self) -> int:
         """Send the ledger's note_offs; what cannot be sent (the output is lost) stays in it."""
         msgs = self.ledger.closing_messages()
-        if msgs:
-            self.last_closed = [list(m) for m in msgs]
         for i, msg in enumerate(msgs):
             if not self._raw(msg):
                 for rest in msgs[i:]:

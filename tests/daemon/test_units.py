@@ -447,19 +447,6 @@ def test_beat_search_keeps_more_codes_live_and_closes_every_note():
     assert sink1.sounding() == 0 and sink4.sounding() == 0 and plain.stats.late_bars == searched.stats.late_bars == 0
 
 
-def test_last_close_can_be_repeated():
-    from vqcpc.daemon.scheduler import Scheduler
-
-    sent = []
-    tr = Transport(bpm=120, internal=True, now=lambda: 0.0)
-    s = Scheduler(tr, sent.append, now=lambda: 0.0)
-    s.send_now([0x90, 60, 90])
-    s.send_now([0x91, 64, 90])
-    s.panic([0, 1])
-    assert s.repeat_last_close() == 2
-    assert sent[-2:] == [[0x80, 60, 0], [0x81, 64, 0]] and len(s.ledger) == 0
-
-
 def test_listener_times_messages_by_the_midi_systems_deltas_not_by_when_it_polled():
     from vqcpc.daemon.ports import Listener
 
