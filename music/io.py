@@ -16,6 +16,8 @@ def load(spec: str | Path, *, parts: list[int] | None = None, pickup: float | No
          fold: bool = False) -> Grid:
     """'bwv269', 'song.mid' or 'score.musicxml' -> Grid; ``fold`` folds pitches into the voice ranges."""
     path = Path(spec)
+    if pickup is not None and path.suffix.lower() not in MIDI_SUFFIXES:
+        raise InputError(f"{spec}: --pickup applies to MIDI files; a score's pickup is its first measure")
     if not path.exists() and chorale_name(str(spec)):
         grid = load_chorale(str(spec), parts=parts)
     elif not path.exists():

@@ -104,7 +104,7 @@ def _collect(mid: mido.MidiFile, report: Report):
             for start, vel in q:
                 notes.append(_RawNote(ti, ch, start, max(now, start + 1), pitch, vel))
                 report.notes.append(f"note {pitch} on channel {ch + 1} never released; ended at track end")
-    sigs.sort()
+    sigs = sorted(set(sigs))  # a type 1 file may repeat its signatures in every track
     return notes, sigs, length
 
 
@@ -120,18 +120,26 @@ def read_midi(path: str | Path, *, pickup: float | None = None) -> Grid:
     num, den = (sigs[0][1], sigs[0][2]) if sigs else (4, 4)
     anacrusis_q = 0.0
     first_bar_known = False  # a time-signature change closes the first bar: it says whether there is a pickup
-    if len(sigs) > 1 and sigs[0][0] == 0 and sigs[1][0] > 0:
+    later = sigs[1:]
+    if len(sigs) > 1 and sigs[0][0] == 0 and abs(sigs[1][0] / tpb - sigs[0][1] * 4 / sigs[0][2]) < 1e-6:
+        # a first bar in a signature of its own length, closed by the piece's meter: a pickup when shorter
         first_bar = sigs[1][0] / tpb
         num, den = sigs[1][1], sigs[1][2]
-        if abs(first_bar - sigs[0][1] * 4 / sigs[0][2]) < 1e-6:
-            first_bar_known = True
-            if first_bar < num * 4 / den:
-                anacrusis_q = first_bar
-                report.notes.append(f"pickup of {first_bar:g} beats taken from the time-signature change")
+        first_bar_known, later = True, sigs[2:]
+        if first_bar < num * 4 / den:
+            anacrusis_q = first_bar
+            report.notes.append(f"pickup of {first_bar:g} beats taken from the time-signature change")
+    change = next(((t, n, d) for t, n, d in later if (n, d) != (num, den)), None)
+    if change:
+        report.notes.append(f"the meter changes to {change[1]}/{change[2]} at beat {change[0] / tpb:g}; "
+                            f"the whole file is read in {num}/{den}")
     bar_q = num * 4 / den
     if abs(bar_q - round(bar_q)) > 1e-6:
         raise InputError(f"{path}: meter {num}/{den} is not a whole number of quarter notes")
     bar_q = int(round(bar_q))
+    if den != 4:
+        report.notes.append(f"meter {num}/{den} read as {bar_q}/4: beats here are quarter notes"
+                            + (" (its dotted-quarter beats are not kept)" if den == 8 and num % 3 == 0 else ""))
     last_end_q = max(n.end for n in raw) / tpb
     if pickup is not None:
         anacrusis_q = float(pickup) % bar_q

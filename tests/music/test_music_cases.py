@@ -291,3 +291,43 @@ def test_parts_mapping_picks_four_distinct_parts(tmp_path, cli, cli_error):
 
 def test_parts_option_is_refused_for_midi(cases, cli, cli_error):
     cli_error(cli("inspect", cases / "tempo_on_track1.mid", "--parts", "1,2,3,4"), "--parts")
+
+
+def _midi_with_meters(path, sigs, beats=12):
+    """One track: the given (beat, numerator, denominator) signatures, then a quarter note a beat."""
+    track = mido.MidiTrack()
+    events = [(b * 480, mido.MetaMessage("time_signature", numerator=n, denominator=d)) for b, n, d in sigs]
+    for i in range(beats):
+        events += [(i * 480, mido.Message("note_on", note=60 + i % 5, velocity=80)),
+                   (i * 480 + 480, mido.Message("note_off", note=60 + i % 5, velocity=0))]
+    now = 0
+    for t, msg in sorted(events, key=lambda e: (e[0], e[1].type != "note_off")):
+        track.append(msg.copy(time=t - now))
+        now = t
+    mid = mido.MidiFile(ticks_per_beat=480)
+    mid.tracks.append(track)
+    mid.save(str(path))
+    return path
+
+
+def test_compound_meter_is_read_in_quarter_beats_and_says_so(tmp_path):
+    grid = read_midi(_midi_with_meters(tmp_path / "six8.mid", [(0, 6, 8)]))
+    assert grid.beats_per_bar == 3
+    assert any("6/8 read as 3/4" in n and "dotted-quarter" in n for n in grid.report.notes)
+
+
+def test_a_later_meter_change_keeps_the_first_meter_and_says_so(tmp_path):
+    grid = read_midi(_midi_with_meters(tmp_path / "change.mid", [(0, 4, 4), (8, 3, 4)]))
+    assert grid.beats_per_bar == 4 and grid.pickup_ticks == 0
+    assert any("changes to 3/4 at beat 8" in n and "read in 4/4" in n for n in grid.report.notes)
+    # a first bar of its own signature is still a pickup, and a change after it is still reported
+    grid = read_midi(_midi_with_meters(tmp_path / "pick.mid", [(0, 1, 4), (1, 4, 4), (9, 3, 4)], beats=13))
+    assert (grid.beats_per_bar, grid.pickup_ticks) == (4, 12)
+    assert any("changes to 3/4 at beat 9" in n for n in grid.report.notes)
+
+
+def test_pickup_option_is_refused_for_scores(cases, cli, cli_error):
+    with pytest.raises(InputError, match="--pickup applies to MIDI files"):
+        load("bwv269", pickup=1)
+    r = cli("inspect", cases / "three_parts.musicxml", "--pickup", "1")
+    cli_error(r, "--pickup applies to MIDI files")
