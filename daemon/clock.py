@@ -27,7 +27,7 @@ class Transport:
         self.sec_per_clock = 60.0 / bpm / 24
         self.clock_count = 0  # clocks since song position 0 at the last clock received
         self.last_clock_time: float | None = None
-        self.pending_start = False  # after Start/Continue: the next clock is the position itself
+        self.pending_start = False  # after Start / Song Position: the next clock is the position itself
         self.generation = 0  # increments on every Start, Stop, Continue or jump
 
     # -- MIDI clock messages ----------------------------------------------------------------------
@@ -40,8 +40,9 @@ class Transport:
             self.generation += 1
 
     def on_continue(self, t: float) -> None:
+        """Resumes where it stopped: the next clock is the one after the last clock played, unless a
+        Song Position (or a Start with no clock yet) said where the next clock falls."""
         with self.lock:
-            self.pending_start = True
             self.running = True
             self.last_clock_time = None
             self.generation += 1

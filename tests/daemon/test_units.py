@@ -32,6 +32,21 @@ def test_transport_follows_midi_clock_and_song_position():
     g = tr.generation
     tr.on_stop(now.t + 2)
     assert not tr.running and tr.generation == g + 1 and tr.position_at(now.t + 2) is None
+    # a plain Continue resumes after the last clock played; Song Position then Continue, at that position
+    tr.on_continue(now.t + 3)
+    tr.on_clock(now.t + 3.0)
+    assert tr.clock_count == 32 * 6 + 1
+    tr.on_stop(now.t + 4)
+    tr.on_song_position(40, now.t + 4)
+    tr.on_continue(now.t + 4)
+    tr.on_clock(now.t + 4.5)
+    assert tr.clock_count == 40 * 6
+    # Start, Stop before any clock, Continue: the first clock is still position 0
+    tr.on_start(now.t + 5)
+    tr.on_stop(now.t + 5)
+    tr.on_continue(now.t + 5)
+    tr.on_clock(now.t + 5.5)
+    assert tr.clock_count == 0
 
 
 def _scheduler():
