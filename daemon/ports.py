@@ -135,6 +135,19 @@ SYSEX, ACTIVE_SENSE, CLOCK = 0xF0, 0xFE, 0xF8
 NOT_MUSIC = (SYSEX, ACTIVE_SENSE, CLOCK, 0xFA, 0xFB, 0xFC)  # what a recorder of notes drops
 
 
+def _unswallow(msg: list[int]) -> list[list[int]]:
+    """rtmidi's JACK input appends every event that follows a sysex without its F7 (one cut in two,
+    or a malformed one) to that sysex until an F7 comes, so the clocks and notes between are
+    delivered inside it, all at once. Read such a message as the byte stream it is: real-time bytes
+    (clock) and the messages after a status byte that broke the sysex come out again, in order
+    (their times are lost: they get the time of the whole). Anything else passes unchanged."""
+    if not msg or msg[0] != SYSEX or all(b < 0x80 for b in msg[1:-1]):
+        return [msg]
+    import mido
+
+    return [m.bytes() for m in mido.parse_all(msg)]
+
+
 class Listener:
     """Reads an rtmidi input port from a thread of ours; never through rtmidi's callback.
 
@@ -148,7 +161,8 @@ class Listener:
 
     Each message's time is rebuilt from rtmidi's deltas (the MIDI system's own arrival times), put on
     ``now``'s clock by the smallest lag seen between a message and the poll that found it, so a poll
-    delayed by the GIL does not move it. That is why nothing is filtered inside rtmidi (a filtered
+    delayed by the GIL does not move it; a lag over ``REANCHOR`` re-anchors (lost deltas). Clocks and
+    notes that rtmidi swallowed into a broken sysex are taken out of it again (``_unswallow``). That is why nothing is filtered inside rtmidi (a filtered
     message still advances its delta): ``drop`` lists status bytes dropped here instead.
     """
 
@@ -164,13 +178,17 @@ class Listener:
         self._thread.start()
 
     RELAX = 1e-4  # the offset may rise by this much a second (clock drift between the two)
+    REANCHOR = 0.05  # a message this much older than its poll: deltas were lost, anchor anew
 
     def stamp(self, delta: float, polled: float) -> float:
         """The time, on ``now``'s clock, of a message that came ``delta`` s after the previous one
         and was found by a poll at ``polled``."""
         self._elapsed += delta
         lag = polled - self._elapsed
-        if self._offset is None:
+        if self._offset is None or lag - self._offset > self.REANCHOR:
+            # first message, or rtmidi's deltas lost time: its JACK input swallows every event into an
+            # unterminated sysex until an F7 comes, and their deltas with them (or the poller was held
+            # up that long, when the poll time is the best there is). Later polls lower it again.
             self._offset = lag
         else:
             self._offset = min(self._offset + self.RELAX * max(0.0, polled - self._last_poll), lag)
@@ -187,8 +205,9 @@ class Listener:
             msg, delta = got
             t = self.stamp(delta, self.now())
             n += 1
-            if msg and msg[0] not in self.drop:
-                self.on_message(msg, t)
+            for m in _unswallow(msg):
+                if m and m[0] not in self.drop:
+                    self.on_message(m, t)
 
     def _run(self) -> None:
         while self._running:

@@ -477,4 +477,19 @@ def test_listener_times_messages_by_the_midi_systems_deltas_not_by_when_it_polle
     assert abs(listener.stamp(0.010, 100.040) - 100.011) < 1e-5
     assert abs(listener.stamp(0.010, 100.0205) - 100.0205) < 1e-9  # a smaller lag: the clock is re-anchored
     # later messages keep the better anchor
-    assert abs(listener.stamp(0.5, 101.0) - 100.5205) < 1e-4
+    assert abs(listener.stamp(0.5, 100.5225) - 100.5205) < 1e-4
+    # deltas lost (rtmidi swallowed 0.5 s of events into an unterminated sysex): anchored anew, not 0.5 s early
+    assert abs(listener.stamp(0.010, 101.0306) - 101.0306) < 1e-9
+    assert abs(listener.stamp(0.010, 101.0416) - 101.0406) < 1e-4
+
+
+def test_clocks_and_notes_swallowed_into_a_broken_sysex_come_out_again():
+    from vqcpc.daemon.ports import _unswallow
+
+    assert _unswallow([0xF0, 1, 2, 0xF7]) == [[0xF0, 1, 2, 0xF7]]  # a whole sysex: unchanged
+    assert _unswallow([0x90, 60, 100]) == [[0x90, 60, 100]]
+    # a sysex cut in two, with 3 clocks between its halves (rtmidi hands it over as one message)
+    assert _unswallow([0xF0, 1, 2, 0xF8, 0xF8, 0xF8, 4, 0xF7]) == [[0xF8]] * 3 + [[0xF0, 1, 2, 4, 0xF7]]
+    # an unterminated sysex: the note and clocks after it are messages of their own again
+    assert _unswallow([0xF0, 1, 0xF8, 0x90, 60, 100, 0xF8, 0x80, 60, 0, 0xF7]) == \
+        [[0xF8], [0x90, 60, 100], [0xF8], [0x80, 60, 0]]
