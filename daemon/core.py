@@ -86,7 +86,7 @@ class Daemon:
         self.events_file = log_json
         self.lock = threading.Lock()
         self.scheduler = Scheduler(self.transport, send, latency_s=cfg.latency_ms / 1000, now=now,
-                                   on_late=self._late, on_lost=self._output_lost)
+                                   on_late=self._late, on_lost=self._output_lost, channels=cfg.out_channels)
         self.ports_lost: dict[str, str] = {}  # "output" / "input" -> why, while it is lost
         self.notices: collections.deque[str] = collections.deque(maxlen=32)  # port news for the terminal
         self.assembler = BarAssembler(cfg.beats_per_bar, engine.ranges, voicing=cfg.voicing,
@@ -307,9 +307,12 @@ class InputThread:
         if kind not in (NOTE_ON, NOTE_OFF):
             d.stats.ignored += 1
             return
-        if d.bypass:  # echo the input on the first output channel of its voice
-            out_ch = cfg.out_channels[min(ch, len(cfg.out_channels) - 1)] if cfg.voicing == "channels" else cfg.out_channels[0]
-            d.scheduler.send_now([(NOTE_ON if kind == NOTE_ON and b > 0 else NOTE_OFF) | out_ch, a, b if kind == NOTE_ON else 0])
+        if d.bypass:  # echo the input: by channels, on its voice's output channel; by pitch, on the first
+            voice = 0 if cfg.voicing != "channels" else (cfg.in_channels.index(ch) if ch in cfg.in_channels else None)
+            if voice is not None:  # a channel that is no voice is not heard by the daemon: nor echoed
+                out = [(NOTE_ON if kind == NOTE_ON and b > 0 else NOTE_OFF) | cfg.out_channels[voice], a,
+                       b if kind == NOTE_ON else 0]
+                d.scheduler.send_now(out)
         if kind == NOTE_ON and b > 0:
             d.assembler.note_on(a, b, ch, pos)  # pos None while stopped: starts with the transport
         elif pos is not None:

@@ -64,8 +64,9 @@ class Scheduler:
     note_offs are always sent (late rather than never)."""
 
     def __init__(self, transport, send, *, latency_s: float = 0.0, now=None, tolerance_s: float = 0.002,
-                 on_late=None, on_lost=None):
+                 on_late=None, on_lost=None, channels=range(16)):
         self.transport, self._send = transport, send
+        self.channels = tuple(channels)  # ours: CC 123 at shutdown goes to these only (not a shared synth's others)
         self.latency_s, self.tolerance_s = latency_s, tolerance_s
         self.now = now or transport.now
         self.on_late = on_late or (lambda bar: None)
@@ -98,7 +99,7 @@ class Scheduler:
             self.cv.notify_all()
         if block and self.thread.is_alive():
             self.thread.join(timeout=2.0)
-        self.panic()
+        self.panic(self.channels)
 
     # -- producers --------------------------------------------------------------------------------
     def add(self, tick: float, msg: list[int], bar: int = -1, generation: int | None = None) -> None:

@@ -493,3 +493,28 @@ def test_clocks_and_notes_swallowed_into_a_broken_sysex_come_out_again():
     # an unterminated sysex: the note and clocks after it are messages of their own again
     assert _unswallow([0xF0, 1, 0xF8, 0x90, 60, 100, 0xF8, 0x80, 60, 0, 0xF7]) == \
         [[0xF8], [0x90, 60, 100], [0xF8], [0x80, 60, 0]]
+
+
+def test_bypass_echoes_each_input_channel_on_its_voices_output_channel():
+    from vqcpc.daemon.core import Daemon, DaemonConfig
+
+    sent = []
+    cfg = DaemonConfig(clock="internal", voicing="channels", in_channels=(4, 5, 6, 7), out_channels=(8, 9, 10, 11))
+    d = Daemon(FakeEngine(), sent.append, cfg, now=FakeClock())
+    d.transport.start_internal(d.now())
+    d.feed([0xB4, 81, 127])  # bypass on
+    for ch, p in ((4, 72), (5, 67), (6, 60), (7, 48), (12, 50)):  # channel 13 is no voice
+        d.feed([0x90 | ch, p, 100])
+    d.feed([0x87, 48, 0])
+    d.pump()
+    assert sent == [[0x98, 72, 100], [0x99, 67, 100], [0x9A, 60, 100], [0x9B, 48, 100], [0x8B, 48, 0]]
+
+
+def test_shutdown_sends_cc123_on_the_output_channels_only():
+    now = FakeClock()
+    tr = Transport(bpm=120, internal=True, now=now)
+    sent = []
+    s = Scheduler(tr, sent.append, now=now, channels=(2, 5))
+    s.send_now([0x92, 60, 90])
+    s.stop()
+    assert sent[1:] == [[0x82, 60, 0], [0xB2, 123, 0], [0xB5, 123, 0]]
