@@ -24,6 +24,11 @@ class VqcpcGroup(click.Group):
         except VqcpcError as err:
             click.echo(f"error: {err}", err=True)
             sys.exit(2)
+        except OSError as err:  # a folder that does not exist, no permission to write there
+            from .entry import io_error
+
+            click.echo(io_error(err), err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)

@@ -9,6 +9,11 @@ import click
 from vqcpc.music.errors import VqcpcError
 
 
+def io_error(err: OSError) -> str:
+    """An OSError (a missing folder, no permission) as one line naming the file."""
+    return f"error: {err.filename}: {err.strerror}" if err.filename and err.strerror else f"error: {err}"
+
+
 def show(err: click.ClickException) -> None:
     """A click error (a bad option value, a missing argument) as one line, with where to look."""
     ctx = getattr(err, "ctx", None)
@@ -28,5 +33,8 @@ def run(command: click.Command, args=None, **extra):
         sys.exit(err.exit_code)
     except VqcpcError as err:
         click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except OSError as err:
+        click.echo(io_error(err), err=True)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)

@@ -8,6 +8,7 @@ import threading
 
 import click
 
+from vqcpc.music.params import Finite
 from vqcpc.music.errors import InputError
 
 
@@ -43,16 +44,16 @@ The variation of input bar n plays during bar n+1 (the codes of a bar are known 
 @click.option("--list-ports", is_flag=True, help="List the MIDI ports and exit.")
 @click.option("--clock", type=click.Choice(["auto", "midi", "internal"]), default="auto", show_default=True,
               help="midi: follow MIDI clock; internal: --bpm; auto: midi, or internal with --template.")
-@click.option("--bpm", type=click.FloatRange(20, 400), default=120.0, show_default=True)
-@click.option("--meter", default="4/4", show_default=True, help="4/4 or 3/4.")
+@click.option("--bpm", type=Finite(20, 400), default=120.0, show_default=True)
+@click.option("--meter", help="4/4 or 3/4 [default: the template's, else 4/4].")
 @click.option("--voicing", type=click.Choice(["pitch", "channels"]), default="pitch", show_default=True)
 @click.option("--in-channels", default="1,2,3,4", show_default=True, help="Input channels of S,A,T,B (--voicing channels).")
 @click.option("--out-channels", default="1,2,3,4", show_default=True, help="Output channels of S,A,T,B.")
 @click.option("--delay-bars", type=click.IntRange(1, 8), default=1, show_default=True)
-@click.option("--latency-ms", type=float, default=0.0, show_default=True, help="Added to every output time.")
-@click.option("--temperature", type=click.FloatRange(0, 5), default=1.0, show_default=True)
-@click.option("--top-p", type=click.FloatRange(0.01, 1), default=0.95, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--latency-ms", type=Finite(0, 2000), default=0.0, show_default=True, help="Added to every output time.")
+@click.option("--temperature", type=Finite(0, 5), default=1.0, show_default=True)
+@click.option("--top-p", type=Finite(0.01, 1), default=0.95, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--beat-search", type=click.IntRange(1, 8), default=1, show_default=True,
               help="K > 1: decode K candidates of every beat and send one whose code is the wanted one "
                    "(a beat is sent once decoded; K times the work).")
@@ -83,6 +84,19 @@ def daemon_cmd(model, device, api, in_port, out_port, connect_in, connect_out, l
         return
     if clock == "auto":
         clock = "internal" if template else "midi"
+    grid = None
+    if template:
+        from vqcpc.music.io import load
+
+        grid = load(template, fold=True)
+        mine = f"{grid.beats_per_bar}/4"
+        if meter is None:
+            meter = mine
+        if mine not in ("4/4", "3/4"):
+            raise InputError(f"{template}: meter {mine}; the models know 4/4 and 3/4")
+        if meter != mine:
+            raise InputError(f"--meter {meter}, but {template} is in {mine}: its bars would be cut across")
+    meter = meter or "4/4"
     cfg = DaemonConfig(beats_per_bar=_meter(meter), clock=clock, bpm=bpm, voicing=voicing,
                        in_channels=_channels(in_channels, "--in-channels"), out_channels=_channels(out_channels, "--out-channels"),
                        delay_bars=delay_bars, latency_ms=latency_ms, temperature=temperature, top_p=top_p, seed=seed,
@@ -96,10 +110,8 @@ def daemon_cmd(model, device, api, in_port, out_port, connect_in, connect_out, l
     try:
         link.open_output()
         d = Daemon(engine, link.send, cfg, log_json=log_json)
-        if template:
-            from vqcpc.music.io import load
-
-            d.input.template = load(template, fold=True)
+        if grid is not None:
+            d.input.template = grid
         link.open_input(d.feed)
     except BaseException:
         link.close()

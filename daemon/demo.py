@@ -265,9 +265,11 @@ def _sleep_until(t: float) -> None:
 def demo_command():
     import click
 
+    from vqcpc.music.params import Finite
+
     @click.command("demo")
     @click.option("--bwv", default=DEFAULT_BWV, show_default=True, help="A chorale of the music21 corpus (a test chorale by default).")
-    @click.option("--bpm", type=click.FloatRange(30, 300), default=120.0, show_default=True)
+    @click.option("--bpm", type=Finite(30, 300), default=120.0, show_default=True)
     @click.option("-o", "--out", "out", type=click.Path(file_okay=False), default="demo-out", show_default=True)
     @click.option("--model", default="uniform", show_default=True)
     @click.option("--beat-search", type=click.IntRange(1, 8), default=1, show_default=True,

@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from vqcpc.music.params import Finite
 from vqcpc.music.errors import InputError
 
 
@@ -57,7 +58,7 @@ def train():
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Model directory to write.")
 @click.option("--data", type=click.Path(exists=True, file_okay=False), help="A folder of your own four-voice MIDI/MusicXML files instead of the Bach chorales.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
 @click.option("--steps-per-epoch", type=click.IntRange(1), default=250, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
@@ -92,7 +93,7 @@ def train_encoder_cmd(negatives, codes, out, data, device, seed, epochs, steps_p
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a piano roll with the codes as PNG.")
 @click.option("--backend", type=click.Choice(["onnx", "torch"]), default="onnx", show_default=True)
 @click.option("--parts", help="MusicXML: which parts are S,A,T,B (1-based).")
-@click.option("--pickup", type=float, help="MIDI: length of the pickup in beats.")
+@click.option("--pickup", type=Finite(min=0), help="MIDI: length of the pickup in beats.")
 @click.option("--force", is_flag=True, help="Overwrite the plot file if it exists.")
 def codes(template, model, as_json, plot, backend, parts, pickup, force):
     """Show the code of every beat of a file or chorale (e.g. bwv269), bar by bar."""
@@ -108,6 +109,10 @@ def codes(template, model, as_json, plot, backend, parts, pickup, force):
     model_dir = resolve_model(model)
     if plot and Path(plot).exists() and not force:
         raise InputError(f"{plot}: already exists (use --force to overwrite)")
+    if plot and Path(plot).suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise InputError(f"{plot}: a plot is written as .png, .pdf or .svg")
+    if plot and not Path(plot).resolve().parent.is_dir():
+        raise InputError(f"{plot}: no folder {Path(plot).parent} to write it in")
     if backend == "onnx":  # the encoder alone suffices (a grader's directory too)
         from vqcpc.export.runtime import EncoderEngine
 
@@ -141,7 +146,7 @@ def codes(template, model, as_json, plot, backend, parts, pickup, force):
               help="Model directory holding a trained encoder; the decoder is written beside it.")
 @click.option("--data", type=click.Path(exists=True, file_okay=False), help="A folder of your own four-voice files (as for the encoder).")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--epochs", type=click.IntRange(1), default=20, show_default=True)
 @click.option("--steps-per-epoch", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
@@ -178,9 +183,9 @@ def train_decoder_cmd(model_dir, data, device, seed, epochs, steps_per_epoch, ba
 @click.option("-n", "n", type=click.IntRange(1, 64), default=4, show_default=True, help="Number of variations.")
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--model", default="uniform", show_default=True, help="Shipped model name or a model directory.")
-@click.option("--temperature", type=click.FloatRange(0, 10), default=1.0, show_default=True)
-@click.option("--top-p", type=click.FloatRange(0.01, 1.0), default=0.95, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--temperature", type=Finite(0, 10), default=1.0, show_default=True)
+@click.option("--top-p", type=Finite(0.01, 1.0), default=0.95, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--candidates", type=click.IntRange(1, 32), default=1, show_default=True,
               help="Decode this many per variation in one batch; keep the one whose codes match best.")
 @click.option("--no-rules", is_flag=True, help="Sample from the model alone, without the voice-leading rules "
@@ -193,7 +198,7 @@ def train_decoder_cmd(model_dir, data, device, seed, epochs, steps_per_epoch, ba
               help="onnx: the exported graphs in onnxruntime (no torch needed); torch: the training weights.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
 @click.option("--parts", help="MusicXML: which parts are S,A,T,B (1-based).")
-@click.option("--pickup", type=float, help="MIDI: length of the pickup in beats.")
+@click.option("--pickup", type=Finite(min=0), help="MIDI: length of the pickup in beats.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 def vary(template, n, out, model, temperature, top_p, seed, candidates, no_rules, beat_search, codes_text,
@@ -209,6 +214,9 @@ def vary(template, n, out, model, temperature, top_p, seed, candidates, no_rules
     from .registry import resolve_model
 
     out = Path(out)
+    above = next((p for p in [out, *out.parents] if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise InputError(f"-o {out}: {above} is a file, not a folder")
     grid = load(template, parts=parse_parts_option(parts), pickup=pickup)
     _reading_notes(grid)
     model_dir = resolve_model(model)
@@ -267,8 +275,8 @@ def vary(template, n, out, model, temperature, top_p, seed, candidates, no_rules
 @click.option("--seeds", type=click.IntRange(1, 20), default=3, show_default=True)
 @click.option("--candidates", type=click.IntRange(2, 16), default=2, show_default=True,
               help="Candidates for the reranked system (the first of each group is the unreranked sample).")
-@click.option("--temperature", type=click.FloatRange(0, 10), default=1.0, show_default=True)
-@click.option("--top-p", type=click.FloatRange(0.01, 1.0), default=0.95, show_default=True)
+@click.option("--temperature", type=Finite(0, 10), default=1.0, show_default=True)
+@click.option("--top-p", type=Finite(0.01, 1.0), default=0.95, show_default=True)
 @click.option("--backend", type=click.Choice(["onnx", "torch"]), default="onnx", show_default=True)
 @click.option("--no-rules", is_flag=True, help="Sample from the model alone, without the voice-leading rules.")
 @click.option("--beat-search", type=click.IntRange(1, 16), default=1, show_default=True,

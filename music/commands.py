@@ -5,6 +5,8 @@ import json
 
 import click
 
+from vqcpc.music.params import Finite
+
 from .grid import HOLD, N_VOICES, REST, TICKS_PER_BEAT, VOICES, Grid, token_pitch
 
 NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
@@ -75,14 +77,16 @@ def data(as_json, refresh):
 @click.argument("template")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the grid back as .mid or .musicxml.")
 @click.option("--parts", help="MusicXML: which parts are S,A,T,B (1-based), e.g. 1,2,3,4.")
-@click.option("--pickup", type=float, help="MIDI: length of the pickup in beats.")
+@click.option("--pickup", type=Finite(min=0), help="MIDI: length of the pickup in beats.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 def inspect(template, output, parts, pickup, force):
     """Show a file or chorale (e.g. bwv269) as four voices on the 16th grid, bar by bar."""
-    from .io import load, save
+    from .io import check_output, load, save
     from .score import parse_parts_option
 
     grid = load(template, parts=parse_parts_option(parts), pickup=pickup)
+    if output:
+        check_output(output, force=force)
     for line in report_lines(grid):
         click.echo(line)
     click.echo(grid_table(grid))

@@ -38,12 +38,21 @@ def load(spec: str | Path, *, parts: list[int] | None = None, pickup: float | No
 
 def save(grid: Grid, path: str | Path, *, force: bool = False, **kw) -> Path:
     """Write a grid as MIDI or MusicXML by the suffix; never overwrites without ``force``."""
+    path = check_output(path, force=force)
+    if path.suffix.lower() in MIDI_SUFFIXES:
+        return write_midi(grid, path, **kw)
+    return write_musicxml(grid, path)
+
+
+def check_output(path: str | Path, *, force: bool = False) -> Path:
+    """Where ``save`` may write (checked before any work): a known type, a folder that exists, not
+    an existing file unless ``force``."""
     path = Path(path)
     if path.exists() and not force:
         raise InputError(f"{path}: already exists (use --force to overwrite)")
     suffix = path.suffix.lower()
-    if suffix in MIDI_SUFFIXES:
-        return write_midi(grid, path, **kw)
-    if suffix in XML_SUFFIXES - {".mxl"}:
-        return write_musicxml(grid, path)
-    raise InputError(f"{path}: unknown output type {suffix or '(none)'}; expected .mid or .musicxml")
+    if suffix not in MIDI_SUFFIXES and suffix not in XML_SUFFIXES - {".mxl"}:
+        raise InputError(f"{path}: unknown output type {suffix or '(none)'}; expected .mid or .musicxml")
+    if not path.resolve().parent.is_dir():
+        raise InputError(f"{path}: no folder {path.parent} to write it in")
+    return path

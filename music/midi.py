@@ -142,9 +142,13 @@ def read_midi(path: str | Path, *, pickup: float | None = None) -> Grid:
                             + (" (its dotted-quarter beats are not kept)" if den == 8 and num % 3 == 0 else ""))
     last_end_q = max(n.end for n in raw) / tpb
     if pickup is not None:
-        anacrusis_q = float(pickup) % bar_q
+        if not 0 <= pickup < bar_q:
+            raise InputError(f"{path}: --pickup {pickup:g}: a pickup lasts from 0 to under one bar ({bar_q} beats)")
+        anacrusis_q = float(pickup)
         report.notes.append(f"pickup of {anacrusis_q:g} beats from --pickup")
-    elif not anacrusis_q and not first_bar_known:
+    elif not anacrusis_q and not first_bar_known and change is None and min(n.onset for n in raw) == 0:
+        # a guess from where the last note ends; not when the meter changes (the end says nothing of
+        # the first meter) nor when the music does not start at once (its bar lines are already placed)
         rem = round(last_end_q * TICKS_PER_BEAT) / TICKS_PER_BEAT % bar_q
         if rem:
             anacrusis_q = rem

@@ -131,3 +131,24 @@ def test_stop_mid_bar_closes_notes_and_keeps_running(daemon):
     assert proc.wait(10) == 0
     rec.close()
     player.close()
+
+
+def test_template_mode_takes_the_templates_meter(daemon, tmp_path):
+    from vqcpc.music.io import load, save
+
+    template = save(load("bwv269"), tmp_path / "bwv269.mid")  # 3/4, and no --meter given
+    log = tmp_path / "log.jsonl"
+    proc, in_name, out_name = daemon("--template", str(template), "--bpm", "240", "--log-json", str(log))
+    rec = Recorder(out_name)
+    t_end = time.perf_counter() + 10
+    while time.perf_counter() < t_end and log.read_text().count('"bar_out"') < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert next(e for e in events if e["event"] == "ready")["meter"] == "3/4"
+    bars = [e for e in events if e["event"] == "bar_in"]
+    assert len(bars) >= 3 and all(len(e["codes"]) == 3 for e in bars)
+    time.sleep(0.2)
+    assert rec.unclosed() == []  # (the tiny model may well play rests only: its notes are not asserted)
+    rec.close()

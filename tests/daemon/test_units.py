@@ -157,9 +157,19 @@ def _daemon_cli(*args, env=None):
                           timeout=60)
 
 
-def test_daemon_bad_option_is_one_line_and_exit_2():
+def test_daemon_bad_option_is_one_line_and_exit_2(tmp_path):
     r = _daemon_cli("--meter", "5/4")
     assert r.returncode == 2 and r.stderr.strip() == "error: --meter 5/4: the models know 4/4 and 3/4"
+    for opt, value in (("--bpm", "nan"), ("--temperature", "nan"), ("--latency-ms", "inf"), ("--latency-ms", "-600"),
+                       ("--top-p", "nan"), ("--seed", "-5")):
+        r = _daemon_cli(opt, value)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and opt in r.stderr, (opt, r.stderr)
+    # a template sets the meter; a --meter that cuts its bars across is refused
+    from vqcpc.music.io import load, save
+
+    three = save(load("bwv269"), tmp_path / "three.mid")  # 3/4
+    r = _daemon_cli("--template", str(three), "--meter", "4/4")
+    assert r.returncode == 2 and r.stderr.strip() == f"error: --meter 4/4, but {three} is in 3/4: its bars would be cut across"
 
 
 def test_daemon_without_midi_system_says_what_to_start():

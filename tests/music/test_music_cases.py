@@ -331,3 +331,33 @@ def test_pickup_option_is_refused_for_scores(cases, cli, cli_error):
         load("bwv269", pickup=1)
     r = cli("inspect", cases / "three_parts.musicxml", "--pickup", "1")
     cli_error(r, "--pickup applies to MIDI files")
+
+
+def test_no_pickup_guess_when_the_meter_changes_or_the_music_starts_late(tmp_path):
+    # 4/4, then 5/4 from beat 8: the last note ends 2 beats into a 4/4 bar, which says nothing of a pickup
+    grid = read_midi(_midi_with_meters(tmp_path / "m44_54.mid", [(0, 4, 4), (8, 5, 4)], beats=14))
+    assert grid.pickup_ticks == 0 and not any("assumed a pickup" in n for n in grid.report.notes)
+    # the first note at beat 13 (silence before it): the file's bar lines stand
+    track = mido.MidiTrack([mido.MetaMessage("time_signature", numerator=4, denominator=4),
+                            mido.Message("note_on", note=60, velocity=80, time=13 * 480),
+                            mido.Message("note_off", note=60, velocity=0, time=480)])
+    mid = mido.MidiFile(ticks_per_beat=480)
+    mid.tracks.append(track)
+    mid.save(str(tmp_path / "late.mid"))
+    grid = read_midi(tmp_path / "late.mid")
+    assert grid.pickup_ticks == 0 and not any("assumed a pickup" in n for n in grid.report.notes)
+
+
+def test_bad_numbers_and_unwritable_outputs_are_one_line_errors(cases, cli, cli_error, tmp_path):
+    f = cases / "pickup_4_4.mid"
+    for value in ("nan", "inf", "-1"):
+        cli_error(cli("inspect", f, "--pickup", value), "--pickup")
+    cli_error(cli("inspect", f, "--pickup", "4"), "--pickup 4", "under one bar")
+    cli_error(cli("inspect", f, "-o", tmp_path / "no" / "such" / "x.mid"), "no folder")
+    cli_error(cli("codes", f, "--plot", tmp_path / "x.txt"), ".png")
+    cli_error(cli("codes", f, "--plot", tmp_path / "no" / "x.png"), "no folder")
+    for opt, value in (("--temperature", "nan"), ("--seed", "-5"), ("--top-p", "inf")):
+        cli_error(cli("vary", f, "-o", tmp_path / "v", opt, value), opt)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    cli_error(cli("vary", f, "-o", blocker / "sub", "-n", "1"), str(blocker))
