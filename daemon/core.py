@@ -70,6 +70,7 @@ class Stats:
     decode_ms: collections.deque = field(default_factory=_window)
     first_tick_ms: collections.deque = field(default_factory=_window)
     last_codes: list = field(default_factory=list)
+    last_bar: int | None = None  # the song's number (from 0, as in --log-json) of the last bar closed
     beats_decoded: int = 0  # beats decoded (non-silent bars) ...
     beats_kept: int = 0  # ... whose decoded notes the model's encoder gives the wanted code
     ignored: int = 0  # messages the daemon does not use (sysex, active sensing, ...)
@@ -194,7 +195,8 @@ class Daemon:
     def status_line(self) -> str:
         s = self.stats
         last = s.decode_ms[-1] if s.decode_ms else 0.0
-        return (f"bar {s.bars_in:>4} | codes {' '.join(str(c) for c in s.last_codes):<12} | decode {last:6.1f} ms"
+        bar = "   -" if s.last_bar is None else f"{s.last_bar:>4}"
+        return (f"bar {bar} | codes {' '.join(str(c) for c in s.last_codes):<12} | decode {last:6.1f} ms"
                 f" | late bars {s.late_bars} | {self.transport.bpm:5.1f} bpm"
                 + (" | FREEZE" if self.freeze else "") + (" | BYPASS" if self.bypass else "")
                 + "".join(f" | {port.upper()} LOST" for port in sorted(self.ports_lost)))
@@ -366,6 +368,7 @@ class InputThread:
             if not silent:
                 self.last_codes = codes
         d.stats.last_codes = [int(c) for c in codes]
+        d.stats.last_bar = index
         d.event("bar_in", bar=index, codes=d.stats.last_codes, silent=bool(silent),
                 folded=bar.report.folded, dropped=bar.report.dropped)
         if not d.bypass:

@@ -57,6 +57,13 @@ def _record_clipped(found: list[int]):
 def _open(path: Path, report: Report) -> mido.MidiFile:
     clipped: list[int] = []
     try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    if head != b"MThd":
+        raise InputError(f"{path}: not a MIDI file ({'empty' if not head else 'it does not start with MThd'})")
+    try:
         with _record_clipped(clipped):
             mid = mido.MidiFile(str(path), clip=True)
     except FileNotFoundError:
@@ -74,6 +81,8 @@ def _open(path: Path, report: Report) -> mido.MidiFile:
         fps, tpf = 256 - (div >> 8), div & 0xFF
         raise InputError(f"{path}: SMPTE time division ({fps} frames/s, {tpf} ticks/frame) has no "
                          f"beats to put on a grid; export the file with ticks per quarter note (PPQ)")
+    if mid.type == 2:
+        raise InputError(f"{path}: a type 2 MIDI file (tracks that play one after another); export it as type 0 or 1")
     return mid
 
 
@@ -163,6 +172,8 @@ def read_midi(path: str | Path, *, pickup: float | None = None) -> Grid:
         return Note(n.onset / tpb + pad_q, n.end / tpb + pad_q, n.pitch, n.velocity)
 
     channels = sorted({n.channel for n in raw})
+    if 9 in channels:
+        report.notes.append("channel 10 (General MIDI drums) read as pitches like any other")
     tracks = sorted({n.track for n in raw})
     if len(channels) == N_VOICES or len(tracks) == N_VOICES:
         keyf = (lambda n: channels.index(n.channel)) if len(channels) == N_VOICES else (lambda n: tracks.index(n.track))

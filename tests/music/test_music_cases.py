@@ -361,3 +361,26 @@ def test_bad_numbers_and_unwritable_outputs_are_one_line_errors(cases, cli, cli_
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     cli_error(cli("vary", f, "-o", blocker / "sub", "-n", "1"), str(blocker))
+
+
+def test_not_midi_type_2_and_drums(tmp_path):
+    empty = tmp_path / "empty.mid"
+    empty.write_bytes(b"")
+    with pytest.raises(InputError, match="not a MIDI file .empty"):
+        read_midi(empty)
+    text = tmp_path / "text.mid"
+    text.write_text("hello")
+    with pytest.raises(InputError, match="does not start with MThd"):
+        read_midi(text)
+    mid = mido.MidiFile(type=2, ticks_per_beat=480)
+    for p in (60, 64):
+        mid.tracks.append(mido.MidiTrack([mido.Message("note_on", note=p, velocity=80),
+                                          mido.Message("note_off", note=p, velocity=0, time=480)]))
+    mid.save(str(tmp_path / "type2.mid"))
+    with pytest.raises(InputError, match="type 2"):
+        read_midi(tmp_path / "type2.mid")
+    drums = mido.MidiFile(ticks_per_beat=480)
+    drums.tracks.append(mido.MidiTrack([mido.Message("note_on", channel=9, note=36, velocity=80),
+                                        mido.Message("note_off", channel=9, note=36, velocity=0, time=1920)]))
+    drums.save(str(tmp_path / "drums.mid"))
+    assert any("channel 10" in n for n in read_midi(tmp_path / "drums.mid").report.notes)
