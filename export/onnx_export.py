@@ -103,7 +103,7 @@ def export_model(model_dir: Path, out_dir: Path | None = None, *, int8: bool = F
         if int8 or fp16:
             raise ModelError(f"{model_dir}: no {DECODER_JSON}: an encoder alone has no step graph to quantize")
         return export_encoder(model_dir, out_dir, force=force)
-    targets = [N.ENCODER_FILE, N.MEMORY_FILE, N.STEP_FILE, N.MANIFEST]
+    targets = [N.ENCODER_FILE, N.MEMORY_FILE, N.STEP_FILE, N.STEP_B1_FILE, N.MANIFEST]
     targets += [N.variant_file(N.STEP_FILE, "int8")] if int8 else []
     targets += [N.variant_file(N.STEP_FILE, "fp16")] if fp16 else []
     clash = [t for t in targets if (out_dir / t).exists()]
@@ -123,9 +123,12 @@ def export_model(model_dir: Path, out_dir: Path | None = None, *, int8: bool = F
     batch_axes.update({"logits": {0: "batch"}, "new_key": {1: "batch"}, "new_value": {1: "batch"}})
     _export(StepGraph(decoder), tuple(N.flatten_step(*step)), out_dir / N.STEP_FILE, step_names, N.STEP_OUTPUTS,
             batch_axes)
+    step1 = example_inputs(decoder, batch=1)[2]
+    _export(StepGraph(decoder), tuple(N.flatten_step(*step1)), out_dir / N.STEP_B1_FILE, step_names, N.STEP_OUTPUTS,
+            None)  # every shape fixed: see names.STEP_B1_FILE
     encoder.eval(), decoder.eval()
     checks = {"fp32": check_fp32(out_dir, encoder, decoder)}
-    files = [N.ENCODER_FILE, N.MEMORY_FILE, N.STEP_FILE]
+    files = [N.ENCODER_FILE, N.MEMORY_FILE, N.STEP_FILE, N.STEP_B1_FILE]
     if int8:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -250,6 +253,14 @@ def check_fp32(out_dir: Path, encoder, decoder) -> dict:
         if diff > N.FP32_TOLERANCE:
             raise ModelError(f"export check: ONNX fp32 differs from torch by {diff:.2e} (> {N.FP32_TOLERANCE})")
         result[f"{bpb}/4_max_abs_diff"] = diff
+        step1 = example_inputs(decoder, batch=1, bpb=bpb, seed=10 + bpb)[2]
+        b1 = _session(out_dir / N.STEP_B1_FILE).run(None, step_feed(decoder, step1))
+        ref = [_np(x) for x in decoder.step(*step1)]
+        _finite("ONNX batch 1", *b1)
+        diff = max(float(np.abs(a - b).max()) for a, b in zip(b1, ref))
+        if diff > N.FP32_TOLERANCE:
+            raise ModelError(f"export check: the batch-1 step graph differs from torch by {diff:.2e}")
+        result[f"{bpb}/4_batch1_max_abs_diff"] = diff
     log.info("fp32 parity: %s", result)
     return result
 

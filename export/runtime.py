@@ -128,9 +128,12 @@ class Engine(EncoderEngine):
         if m.get("kind") == "encoder":
             raise ModelError(f"{self.dir}: an encoder alone (no decoder); it can grade, not generate")
         step_file = N.variant_file(N.STEP_FILE, variant)
-        _verify(self.dir, m, [N.MEMORY_FILE, step_file])
+        # batch 1 on the fixed-shape graph where the model has one (fp32 only): see names.STEP_B1_FILE
+        b1 = variant is None and N.STEP_B1_FILE in m.get("sha256", {})
+        _verify(self.dir, m, [N.MEMORY_FILE, step_file] + ([N.STEP_B1_FILE] if b1 else []))
         self.memory = self._session(N.MEMORY_FILE)
         self.step_session = self._session(step_file)
+        self.step_b1 = self._session(N.STEP_B1_FILE) if b1 else None
         self.start_token = m["start_token"]
 
     def new_stream(self, beats_per_bar: int, batch: int = 1) -> "OrtStream":
@@ -143,6 +146,7 @@ class OrtStream:
     def __init__(self, engine: Engine, beats_per_bar: int, batch: int):
         m = engine.manifest
         self.e, self.bpb, self.B = engine, beats_per_bar, batch
+        self.session = engine.step_b1 if batch == 1 and engine.step_b1 is not None else engine.step_session
         L, H, dh = m["layers"], m["heads"], m["head_dim"]
         self.S, self.C = m["ring_slots"], m["code_slots"]
         nbars = m["window_tokens"] // (TOKENS_PER_BEAT * beats_per_bar)
@@ -185,7 +189,7 @@ class OrtStream:
             raise RuntimeError("the codes of this bar have not been pushed")
         flat = N.flatten_step(self.prev, np.full((self.B,), self.pos, np.int64), self.ring_k, self.ring_v,
                               self.ring_pos, self.cross_k, self.cross_v, self.code_beat, self.bpb_arr)
-        logits, k1, v1 = self.e.step_session.run(None, dict(zip(self.input_names, flat)))
+        logits, k1, v1 = self.session.run(None, dict(zip(self.input_names, flat)))
         slot = self.pos % self.S
         for i in range(len(self.ring_k)):
             self.ring_k[i][:, :, slot] = k1[i, :, :, 0]

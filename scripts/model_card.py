@@ -13,7 +13,7 @@ from pathlib import Path
 
 SHIPPED_FILES = ["encoder.safetensors", "encoder.json", "encoder_log.csv", "decoder.safetensors", "decoder.json",
                  "decoder_log.csv", "encoder.onnx", "code_memory.onnx", "decoder_step.onnx",
-                 "decoder_step.int8.onnx", "model.json", "card.json", "README.md"]
+                 "decoder_step.int8.onnx", "decoder_step.b1.onnx", "model.json", "card.json", "README.md"]
 
 
 def fmt(x, nd=3):

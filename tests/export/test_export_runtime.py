@@ -18,8 +18,9 @@ def test_manifest_and_checks(tiny_model):
     out, _, _ = tiny_model
     m = json.loads((out / N.MANIFEST).read_text())
     assert m["format_version"] == N.FORMAT_VERSION and m["codebook_size"] == 16
-    assert set(m["sha256"]) >= {N.ENCODER_FILE, N.MEMORY_FILE, N.STEP_FILE}
+    assert set(m["sha256"]) >= {N.ENCODER_FILE, N.MEMORY_FILE, N.STEP_FILE, N.STEP_B1_FILE}
     assert m["checks"]["fp32"]["4/4_max_abs_diff"] <= N.FP32_TOLERANCE
+    assert m["checks"]["fp32"]["3/4_batch1_max_abs_diff"] <= N.FP32_TOLERANCE
     assert m["training"]["encoder"]["command"] == "test" and m["meters"] == ["4/4", "3/4"]
 
 
@@ -45,18 +46,22 @@ def test_onnx_stream_equals_torch_stream_past_the_wrap(tiny_model, bpb):
     rng = np.random.default_rng(bpb)
     toks = rng.integers(0, 130, (2, bars * bpb * 16))
     codes = rng.integers(0, 16, (2, bars * bpb))
-    ts, os_ = TorchStream(dec, bpb, batch=2), Engine(out).new_stream(bpb, 2)
+    engine = Engine(out)
+    ts, os_, one = TorchStream(dec, bpb, batch=2), engine.new_stream(bpb, 2), engine.new_stream(bpb, 1)
+    assert os_.session is engine.step_session and one.session is engine.step_b1  # batch 1: the fixed-shape graph
     worst = 0.0
     for b in range(bars):
         ts.push_codes(torch.as_tensor(codes[:, b * bpb:(b + 1) * bpb]))
         os_.push_codes(codes[:, b * bpb:(b + 1) * bpb])
+        one.push_codes(codes[:1, b * bpb:(b + 1) * bpb])
         for p in range(b * bpb * 16, (b + 1) * bpb * 16):
             tok = None if p == 0 else toks[:, p - 1]
             a = ts.step(None if tok is None else torch.as_tensor(tok)).numpy()
             o = os_.step(tok)
-            assert np.isfinite(a).all() and np.isfinite(o).all()
-            worst = max(worst, float(np.abs(a - o).max()))
-    assert os_.pos > 2 * W
+            o1 = one.step(None if tok is None else tok[:1])
+            assert np.isfinite(a).all() and np.isfinite(o).all() and np.isfinite(o1).all()
+            worst = max(worst, float(np.abs(a - o).max()), float(np.abs(a[:1] - o1).max()))
+    assert os_.pos > 2 * W and one.pos == os_.pos
     assert worst <= N.FP32_TOLERANCE
 
 
@@ -154,3 +159,18 @@ def test_variant_check_passes_a_faithful_graph_and_fails_a_wrong_one(tiny_model,
     other = CodeDecoder(dec.cfg).eval()
     with pytest.raises(ModelError, match="int8 step graph off"):
         check_variant(tmp_path, other, "int8")
+
+
+def test_a_model_without_the_batch1_graph_uses_the_dynamic_one(tiny_model, tmp_path):
+    out, _, _ = tiny_model
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    (old / N.STEP_B1_FILE).unlink()
+    m = json.loads((old / N.MANIFEST).read_text())
+    del m["sha256"][N.STEP_B1_FILE]
+    (old / N.MANIFEST).write_text(json.dumps(m))
+    engine = Engine(old)
+    s = engine.new_stream(4, 1)
+    assert engine.step_b1 is None and s.session is engine.step_session
+    s.push_codes(np.array([[1, 2, 3, 4]]))
+    assert np.isfinite(s.step()).all()
