@@ -42,27 +42,17 @@ def midi_system(name: str | None = None):
                                     "(apt-get install --no-install-recommends jackd2) or start your JACK/ALSA setup")
     server = name or f"vqcpc-demo-{os.getpid()}"
     env_before = os.environ.get("JACK_DEFAULT_SERVER")
-    os.environ["JACK_DEFAULT_SERVER"] = server
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(["jackd", "-n", server, "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "256"],
-                            stdout=log, stderr=subprocess.STDOUT)
     try:
-        for _ in range(100):
-            if proc.poll() is not None:
-                log.seek(0)
-                raise ports.MidiSystemError(f"jackd exited at start: {log.read().decode(errors='replace')[-300:]}")
-            if ports.jack_server_running():
-                break
-            time.sleep(0.05)
-        else:
-            raise ports.MidiSystemError("jackd did not come up within 5 s")
+        proc = ports.start_dummy_jackd(server, log)
+    except ports.MidiSystemError as err:
+        log.seek(0)
+        raise ports.MidiSystemError(f"{err}: {log.read().decode(errors='replace').strip()[-300:]}") from err
+    os.environ["JACK_DEFAULT_SERVER"] = server
+    try:
         yield f"jackd -n {server} (dummy driver, started for this run)"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        ports.stop_jackd(proc)
         if env_before is None:
             os.environ.pop("JACK_DEFAULT_SERVER", None)
         else:

@@ -13,27 +13,20 @@ import pytest
 
 
 def start_jackd(name: str) -> subprocess.Popen:
-    """`jackd -n NAME -d dummy`, once it answers (clients reach it under $JACK_DEFAULT_SERVER = NAME)."""
+    """`jackd -n NAME -d dummy` (real-time where allowed, as in CI), once it answers."""
     assert shutil.which("jackd"), "jackd is not installed: apt-get install --no-install-recommends jackd2"
-    proc = subprocess.Popen(["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "256"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    from vqcpc.daemon.ports import jack_server_running
+    from vqcpc.daemon.ports import MidiSystemError, start_dummy_jackd
 
-    for _ in range(100):
-        if jack_server_running():
-            return proc
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail("jackd did not start")
+    try:
+        return start_dummy_jackd(name)
+    except MidiSystemError as err:
+        pytest.fail(str(err))
 
 
 def stop_jackd(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
-    proc.send_signal(sig)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    from vqcpc.daemon.ports import stop_jackd as stop
+
+    stop(proc, sig)
 
 
 JACKD: dict[str, subprocess.Popen] = {}  # server name -> its jackd now (a test may restart it)
