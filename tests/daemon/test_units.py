@@ -528,3 +528,61 @@ def test_shutdown_sends_cc123_on_the_output_channels_only():
     s.send_now([0x92, 60, 90])
     s.stop()
     assert sent[1:] == [[0x82, 60, 0], [0xB2, 123, 0], [0xB5, 123, 0]]
+
+
+def _cc_run(events, bars=7):
+    """The daemon core on a fake clock (4/4 at 120 bpm: a bar is 2 s) fed ``events``; returns the
+    daemon, the bars (from the start) in which note_ons went out, and every message sent."""
+    from vqcpc.daemon.core import Daemon, DaemonConfig
+    from vqcpc.daemon.sim import FakeClock, Sink, drive
+
+    clock, sink, sent = FakeClock(), Sink(), []
+    start = clock.t
+
+    def send(msg):
+        sink(msg)
+        sent.append((clock.t, list(msg)))
+
+    d = Daemon(FakeEngine(), send, DaemonConfig(clock="internal", bpm=120), now=clock)
+    d.transport.start_internal(clock.t)
+    drive(d, clock, sorted(events, key=lambda e: e[0]), bars)
+    on_bars = sorted({int((t - start) // 2.0) for t, m in sent if m[0] & 0xF0 == 0x90 and m[2] > 0})
+    assert sink.sounding() == 0  # whatever the controls did, every note was closed
+    return d, on_bars, sent
+
+
+CHORD = [(0.0, [0x90, p, 90]) for p in (48, 55, 64, 72)] + [(1.9, [0x80, p, 0]) for p in (48, 55, 64, 72)]
+
+
+def test_cc_freeze_keeps_varying_the_last_codes_through_silence():
+    _, plain, _ = _cc_run(CHORD)
+    assert plain == [1]  # bar 0 heard, its variation in bar 1; silence in: silence out
+    d, frozen, _ = _cc_run(CHORD + [(2.0, [0xB0, 80, 127]), (8.0, [0xB0, 80, 0])])
+    assert frozen == [1, 2, 3, 4]  # bars 1-3 came in silent but frozen: varied on bar 0's codes
+    assert not d.freeze
+
+
+def test_cc_temperature_maps_0_127_to_0_1_2_0_and_reaches_the_sampler():
+    d, _, _ = _cc_run(CHORD + [(0.5, [0xB0, 70, 127])], bars=3)
+    assert d.temperature == 2.0 and d.decoder.sampler.temperature == 2.0
+    d, _, _ = _cc_run(CHORD + [(0.5, [0xB0, 70, 0])], bars=3)
+    assert abs(d.temperature - 0.1) < 1e-12 and abs(d.decoder.sampler.temperature - 0.1) < 1e-12
+
+
+def test_cc_panic_closes_every_sounding_note_at_once():
+    # a chord held over three bars: the variation of bar 0 sounds in bar 1 when the panic comes
+    held = [(0.0, [0x90, p, 90]) for p in (48, 55, 64, 72)] + [(5.9, [0x80, p, 0]) for p in (48, 55, 64, 72)]
+    d, _, sent = _cc_run(held + [(3.0, [0xB0, 82, 127])], bars=3)
+    first = next(i for i, (_, m) in enumerate(sent) if m[:2] == [0xB0, 123])
+    t_panic = sent[first][0]
+    assert 103.0 <= t_panic <= 103.0 + 0.13  # handled within a 16th (the fake clock's step)
+    assert [m for _, m in sent[first:first + 4]] == [[0xB0 | ch, 123, 0] for ch in range(4)]
+    open_: dict = {}  # every note_on sent before the panic was closed by the time it ends
+    for _, m in sent[:first]:
+        key = (m[0] & 0x0F, m[1])
+        if m[0] & 0xF0 == 0x90 and m[2] > 0:
+            open_[key] = open_.get(key, 0) + 1
+        elif m[0] & 0xF0 == 0x80:
+            open_[key] = open_.get(key, 0) - 1
+    assert sum(open_.values()) == 0 and len(open_) >= 4
+    assert any(m[0] & 0xF0 == 0x80 and t == t_panic for t, m in sent[:first])  # the panic closed something
