@@ -75,7 +75,7 @@ def daemon_cmd(model, device, api, in_port, out_port, connect_in, connect_out, l
     from vqcpc.models.registry import resolve_model
 
     from . import ports
-    from .core import Daemon, DaemonConfig
+    from .core import Daemon, DaemonConfig, freeze_heap
     from .link import PortLink
 
     api_id = ports.api_for(api)
@@ -120,6 +120,7 @@ def daemon_cmd(model, device, api, in_port, out_port, connect_in, connect_out, l
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    freeze_heap()
     d.start()
     link.start()  # the watchdog: reopens and reconnects lost ports
     d.event("ready", model=engine.name, in_port=in_port, out_port=out_port, clock=clock, meter=meter)

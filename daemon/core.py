@@ -10,6 +10,7 @@ Threads (each a class with start()/stop()):
 from __future__ import annotations
 
 import collections
+import gc
 import json
 import logging
 import queue
@@ -27,6 +28,17 @@ from .clock import CLOCKS_PER_TICK, Transport
 from .scheduler import NOTE_OFF, NOTE_ON, Scheduler
 
 log = logging.getLogger(__name__)
+
+
+def freeze_heap() -> None:
+    """Before a real-time run: collect once, then move every live object out of the collector's
+    reach (``gc.freeze``). A full collection scans every tracked object with the GIL held, stalling
+    every thread: measured here, 11 ms in the daemon (30 k objects) and about 100 ms in a process
+    with music21 and torch loaded (200 k), where a stall of 0.24 s in the demo's player sent a
+    bar's MIDI clocks late and in a burst (a bar counted late). The modules, the model and the
+    corpus are never garbage; what the stream allocates is still collected."""
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass

@@ -23,6 +23,7 @@ from vqcpc.music.errors import InputError, VqcpcError
 from vqcpc.music.grid import N_VOICES, TICKS_PER_BEAT, Grid, Report, notes_of_voice
 
 from . import ports
+from .core import freeze_heap
 
 DEFAULT_BWV = "bwv269"  # a test chorale: no model trained on it
 
@@ -131,6 +132,7 @@ def run_demo(bwv: str, bpm: float, out_dir: Path, model: str, force: bool, beat_
             recorder = ports.open_input(api, "recorder", client=f"vqcpc-demo-rec-{tag}", connect=out_name)
             listener = ports.Listener(recorder, lambda msg, t: rec.append((t, msg)), drop=ports.NOT_MUSIC)
             player = ports.open_output(api, "player", client=f"vqcpc-demo-{tag}", connect=in_name)
+            freeze_heap()
             time.sleep(0.3)
             t0 = _play(player, grid, bpm, extra_bars=2)
             time.sleep(0.3)
