@@ -6,21 +6,57 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
 import pytest
 
 
+JACKD_LOGS: list[str] = []  # jackd's own output, one file a start, read back in the run's summary
+
+
 def start_jackd(name: str) -> subprocess.Popen:
-    """`jackd -n NAME -d dummy` (real-time where allowed, as in CI), once it answers."""
+    """`jackd -n NAME -d dummy` (real-time where allowed, as in CI), once it answers. Its output goes
+    to a file of its own, summarised after the run (real-time or not, xruns)."""
     assert shutil.which("jackd"), "jackd is not installed: apt-get install --no-install-recommends jackd2"
     from vqcpc.daemon.ports import MidiSystemError, start_dummy_jackd
 
-    try:
-        return start_dummy_jackd(name)
-    except MidiSystemError as err:
-        pytest.fail(str(err))
+    fd, path = tempfile.mkstemp(prefix=f"{name}-", suffix=".log")
+    JACKD_LOGS.append(path)
+    with os.fdopen(fd, "w") as log:
+        try:
+            return start_dummy_jackd(name, log=log)
+        except MidiSystemError as err:
+            pytest.fail(str(err))
+
+
+def jackd_report(paths: list[str]) -> str:
+    """One line on the JACK servers of a run: whether real-time scheduling was granted, how many
+    xruns (a client late for its cycle: JACK drops that cycle's MIDI) they reported. The first
+    thing to read when a live test lost or stuck a note."""
+    text = ""
+    for p in paths:
+        try:
+            with open(p, errors="replace") as f:
+                text += f.read()
+        except OSError:
+            pass
+    refused = text.count("Cannot use real-time scheduling")
+    xruns = text.count("JackEngine::XRun")
+    rt = "refused (jackd runs without it: a busy machine makes JACK drop late clients' MIDI)" if refused \
+        else "granted"
+    return f"jackd dummy servers: {len(paths)} started, real-time scheduling {rt}, {xruns} xruns reported"
+
+
+def pytest_terminal_summary(terminalreporter):
+    if JACKD_LOGS:
+        terminalreporter.write_line(jackd_report(JACKD_LOGS))
+        for p in JACKD_LOGS:
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
 
 
 def stop_jackd(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
