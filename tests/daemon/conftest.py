@@ -14,6 +14,7 @@ import pytest
 
 
 JACKD_LOGS: list[str] = []  # jackd's own output, one file a start, read back in the run's summary
+JACKD_REALTIME: list[int] = []  # each start: how many of its threads run real-time
 
 
 def start_jackd(name: str) -> subprocess.Popen:
@@ -26,9 +27,24 @@ def start_jackd(name: str) -> subprocess.Popen:
     JACKD_LOGS.append(path)
     with os.fdopen(fd, "w") as log:
         try:
-            return start_dummy_jackd(name, log=log)
+            proc = start_dummy_jackd(name, log=log)
         except MidiSystemError as err:
             pytest.fail(str(err))
+    JACKD_REALTIME.append(realtime_threads(proc.pid))
+    return proc
+
+
+def realtime_threads(pid: int) -> int:
+    """How many threads of process PID run SCHED_FIFO or SCHED_RR (policy, field 41 of stat)."""
+    n = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        n += fields[38] in ("1", "2")  # fields after "pid (comm)" start at field 3
+    return n
 
 
 def jackd_report(paths: list[str]) -> str:
@@ -44,9 +60,10 @@ def jackd_report(paths: list[str]) -> str:
             pass
     refused = text.count("Cannot use real-time scheduling")
     xruns = text.count("JackEngine::XRun")
-    rt = "refused (jackd runs without it: a busy machine makes JACK drop late clients' MIDI)" if refused \
-        else "granted"
-    return f"jackd dummy servers: {len(paths)} started, real-time scheduling {rt}, {xruns} xruns reported"
+    rt = "refused" if refused or not all(JACKD_REALTIME) else "granted"
+    why = " (without it a busy machine makes JACK drop a late client's MIDI: lost or stuck notes)" if rt == "refused" else ""
+    return (f"jackd dummy servers: {len(paths)} started, real-time scheduling {rt} (real-time threads: "
+            f"{', '.join(map(str, JACKD_REALTIME))}), {xruns} xruns reported{why}")
 
 
 def pytest_terminal_summary(terminalreporter):
