@@ -49,8 +49,35 @@ class BarAssembler:
         self.voicer = PitchOrderVoicer()
 
     # -- input events -----------------------------------------------------------------------------
-    def note_on(self, pitch: int, velocity: int, channel: int, position: float) -> None:
+    MAX_PER_KEY = 4  # notes of one channel and pitch sounding at once (four voices in unison)
+    MAX_SOUNDING = 32  # input notes sounding at once, the pedal's included
+
+    def note_on(self, pitch: int, velocity: int, channel: int, position: float | None) -> None:
+        """A note starts. Notes whose note_off never comes (a cable pulled, a DAW that dropped it)
+        must not pile up: beyond ``MAX_PER_KEY`` on one key or ``MAX_SOUNDING`` in all, the oldest
+        sounding note ends here."""
+        key = [n for n in self.notes if n.end is None and n.pitch == pitch and n.channel == channel]
+        if len(key) >= self.MAX_PER_KEY:
+            self._end(key[0], position)
+        sounding = [n for n in self.notes if n.end is None]
+        if len(sounding) >= self.MAX_SOUNDING:
+            self._end(sounding[0], position)
         self.notes.append(LiveNote(pitch, position, velocity, channel))
+
+    def all_notes_off(self, channel: int, position: float | None) -> int:
+        """CC 123 (All Notes Off) or CC 120 (All Sound Off) on the input: every note of ``channel``
+        still sounding ends, the pedal's too. Returns how many."""
+        ended = [n for n in self.notes if n.end is None and n.channel == channel]
+        for n in ended:
+            self._end(n, position)
+        return len(ended)
+
+    def _end(self, n: LiveNote, position: float | None) -> None:
+        n.pedal_held = False
+        if position is None or n.onset is None:  # stopped: it never sounded in a bar, or will not again
+            self.notes.remove(n)
+        else:
+            n.end = max(position, n.onset)
 
     def note_off(self, pitch: int, channel: int, position: float) -> None:
         for n in self.notes:  # first in, first out; a note_off with no note_on changes nothing

@@ -142,9 +142,9 @@ def daemon_cmd(model, device, api, in_port, out_port, connect_in, connect_out, l
                 click.echo(d.status_line(), err=True, nl=False)
                 click.echo(end, err=True, nl=False)
     finally:
-        link.stop()
         link.on_message = None
-        d.stop()
+        d.stop()  # every note_off out while the watchdog still vouches for the server (bursts wait for it)
+        link.stop()
         link.drain()  # the last note_offs delivered before the port goes away
         link.close()
         if not quiet:

@@ -314,9 +314,13 @@ class InputThread:
                     d.scheduler.flush()
             elif a == cfg.cc_panic and b >= 64:
                 d.scheduler.panic(set(cfg.out_channels))
+                for c in range(16):  # and the input starts clean: no held note left to shape the codes
+                    d.assembler.all_notes_off(c, pos)
                 d.event("panic")
             elif a == 64 and pos is not None:
                 d.assembler.sustain(b >= 64, pos)
+            elif a in (120, 123):  # All Sound Off / All Notes Off: a DAW's stop or panic
+                d.assembler.all_notes_off(ch, pos)
             return
         if kind not in (NOTE_ON, NOTE_OFF):
             d.stats.ignored += 1

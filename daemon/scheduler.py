@@ -12,6 +12,7 @@ import heapq
 import itertools
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
@@ -256,12 +257,27 @@ class Scheduler:
             return
         self._raw(msg, due)
 
+    CONFIRM_WAIT_S = 1.0  # longer than the watchdog's round (0.1 s on JACK) plus its stall limit (0.5 s)
+
+    def _await_confirm(self) -> bool:
+        """``max_unconfirmed`` messages went out since the watchdog last saw the server run a cycle
+        (a burst: a panic, hundreds of bypassed notes, a ledger closed at exit): wait, with the lock
+        released, for its next word. True once it confirms; False when it finds the output lost
+        meanwhile or says nothing for ``CONFIRM_WAIT_S`` (then the output is marked lost). On a live
+        server this costs at most one watchdog round; a burst is never taken for a dead server."""
+        deadline = time.monotonic() + self.CONFIRM_WAIT_S  # real waiting, whatever clock drives us
+        while self.unconfirmed >= self.max_unconfirmed and self.lost is None:
+            if time.monotonic() >= deadline:
+                self._lose("no sign of life from the MIDI system")
+                return False
+            self.cv.wait(0.005)
+        return self.lost is None
+
     def _raw(self, msg: list[int], due: float | None = None) -> bool:
         """Send one message; False (and the output marked lost) when it cannot go out."""
         if self.lost is not None:
             return False
-        if self.max_unconfirmed is not None and self.unconfirmed >= self.max_unconfirmed:
-            self._lose("no sign of life from the MIDI system")
+        if self.max_unconfirmed is not None and self.unconfirmed >= self.max_unconfirmed and not self._await_confirm():
             return False
         try:
             self._send(msg)

@@ -112,6 +112,40 @@ def test_signal_with_notes_sounding_sends_their_note_offs(daemon, sig):
     player.close()
 
 
+def test_bursts_of_a_thousand_messages_keep_the_port_and_close_every_note(daemon, tmp_path):
+    """Bypass echoes 1,000 note_ons whose note_offs never come, then panics by CC: each burst is far
+    more than the scheduler may send without the watchdog's word that JACK still runs. The output
+    must not be taken for lost (that reopened the port and cut the recorder off), and at SIGTERM all
+    1,000 echoed notes get their note_off."""
+    log = tmp_path / "log.jsonl"
+    proc, in_name, out_name = daemon("--clock", "internal", "--bpm", "200", "--cc-bypass", "81",
+                                     "--cc-panic", "82", "--log-json", str(log))
+    rec, player = Recorder(out_name), Player(in_name)
+    player.send([0xB0, 81, 127])
+    for i in range(1000):  # 1,000 note_ons over 16 channels, 100 pitches
+        player.send([0x90 | (i % 16), 24 + i % 100, 90])
+        if i % 50 == 49:
+            time.sleep(0.005)
+    for _ in range(100):  # a panic button held down, 100 times 16 x CC 123 ... in one burst
+        player.send([0xB0, 82, 127])
+    for i in range(1000):
+        player.send([0x90 | (i % 16), 24 + i % 100, 90])
+    t_end = time.perf_counter() + 10
+    while time.perf_counter() < t_end and len(rec.note_ons()) < 2000:
+        time.sleep(0.05)
+    assert len(rec.note_ons()) == 2000  # bypass echoes on the first output channel: 100 keys, 10 deep
+    assert len(rec.unclosed()) == 100
+    assert len([m for _, m in rec.events if m[0] & 0xF0 == 0xB0 and m[1] == 123]) >= 400  # every panic's CC 123
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+    time.sleep(0.3)
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e for e in events if e["event"] == "port_lost"] == []
+    assert rec.unclosed() == []
+    rec.close()
+    player.close()
+
+
 def test_stop_mid_bar_closes_notes_and_keeps_running(daemon):
     proc, in_name, out_name = daemon("--clock", "midi")
     rec, player = Recorder(out_name), Player(in_name)

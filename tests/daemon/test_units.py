@@ -1,4 +1,5 @@
 """Scheduler, transport and bar assembly with a fake clock and a fake port (no sleeps)."""
+import threading
 import time
 
 import numpy as np
@@ -120,6 +121,31 @@ def test_sustain_pedal_keeps_released_notes():
     t = a.close_bar(0).tokens
     v = int(np.nonzero(t[0] == pitch_token(64))[0][0])
     assert (t[1:10, v] == HOLD).all() and t[10, v] == REST
+
+
+def test_input_notes_without_note_off_do_not_pile_up():
+    a = _assembler()
+    for i in range(1000):  # note_ons whose note_offs never come
+        a.note_on(40 + i % 40, 90, i % 16, i / 100)
+    assert len([n for n in a.notes if n.end is None]) == a.MAX_SOUNDING
+    for _ in range(10):  # one key struck again and again
+        a.note_on(60, 90, 0, 12.0)
+    assert len([n for n in a.notes if n.end is None and n.pitch == 60 and n.channel == 0]) == a.MAX_PER_KEY
+
+
+def test_input_all_notes_off_ends_that_channels_notes_and_the_pedals():
+    a = _assembler()
+    a.sustain(True, 0.0)
+    a.note_on(60, 90, 0, 0.0)
+    a.note_on(64, 90, 0, 0.0)
+    a.note_off(64, 0, 1.0)  # held by the pedal
+    a.note_on(67, 90, 1, 0.0)
+    assert a.all_notes_off(0, 4.0) == 2
+    t = a.close_bar(0).tokens
+    v67 = int(np.nonzero(t[0] == pitch_token(67))[0][0])
+    assert (t[3] != REST).sum() == 3  # all three sound until the CC
+    assert (t[5] != REST).sum() == 1 and t[5, v67] == HOLD  # after it only channel 1's note
+    assert sorted(n.pitch for n in a.notes if n.end is None) == [67]
 
 
 def test_bad_input_is_survived_and_counted():
@@ -255,12 +281,41 @@ def test_a_failed_restore_keeps_what_it_could_not_send():
 def test_jack_guard_stops_sending_without_a_sign_of_life():
     now, tr, s, sent = _scheduler()
     s.max_unconfirmed = 3
+    s.CONFIRM_WAIT_S = 0.2
     for p in (60, 62, 64):
         s.send_now([0x90, p, 90])
     s.confirm()
+    t0 = time.monotonic()
     for p in (65, 67, 69, 71):
         s.send_now([0x90, p, 90])
     assert len(sent) == 6 and s.lost == "no sign of life from the MIDI system"
+    assert time.monotonic() - t0 >= 0.2  # it waited for a word before giving the output up
+
+
+def test_jack_guard_waits_out_a_burst_on_a_live_server():
+    """A burst longer than the guard (a panic, a ledger closed at exit) waits for the watchdog's
+    next word instead of taking the output for lost: every message goes out, in order."""
+    now, tr, s, sent = _scheduler()
+    s.max_unconfirmed = 10
+    stop = threading.Event()
+
+    def watchdog():  # confirms every 20 ms, as the real one does on each round the server ran
+        while not stop.wait(0.02):
+            s.confirm()
+
+    w = threading.Thread(target=watchdog)
+    w.start()
+    try:
+        for p in range(40):
+            s.send_now([0x90, 30 + p, 90])
+        s.panic(channels=range(4))
+    finally:
+        stop.set()
+        w.join()
+    assert s.lost is None
+    assert sent[:40] == [[0x90, 30 + p, 90] for p in range(40)]
+    assert sorted(m[1] for m in sent[40:80]) == list(range(30, 70)) and all(m[0] == 0x80 for m in sent[40:80])
+    assert sent[80:] == [[0xB0 | ch, 123, 0] for ch in range(4)]
 
 
 class FakeEngine:
