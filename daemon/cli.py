@@ -19,6 +19,8 @@ def _channels(text: str, what: str) -> tuple:
         raise InputError(f"{what} {text!r}: expected four MIDI channels 1-16, e.g. 1,2,3,4") from None
     if len(ch) != 4 or not all(0 <= c < 16 for c in ch):
         raise InputError(f"{what} {text!r}: expected four MIDI channels 1-16, e.g. 1,2,3,4")
+    if len(set(ch)) != 4:  # in: a voice never heard; out: a unison's first note_off would end both notes
+        raise InputError(f"{what} {text!r}: expected four different MIDI channels, one a voice, e.g. 1,2,3,4")
     return ch
 
 
@@ -59,6 +61,7 @@ The variation of input bar n plays during bar n+1 (the codes of a bar are known 
                    "(a beat is sent once decoded; K times the work).")
 @click.option("--no-rules", is_flag=True, help="Sample from the model alone, without the voice-leading rules.")
 @click.option("--template", type=click.Path(exists=True, dir_okay=False), help="Play variations of this file, bar after bar.")
+@click.option("--parts", help="With a MusicXML --template: which parts are S,A,T,B (1-based), e.g. 1,2,3,4.")
 @click.option("--log-json", type=click.File("a"), help="Append one JSON event a line to this file.")
 @click.option("--log-sends", is_flag=True, help="With --log-json: a 'sent' event each bar with the due and the "
               "send time (perf_counter seconds) of every message sent (for the jitter benchmark).")
@@ -69,7 +72,7 @@ The variation of input bar n plays during bar n+1 (the codes of a bar are known 
 @click.option("--quiet", is_flag=True, help="No status line (port loss and return are still reported).")
 def daemon_cmd(model, device, api, in_port, out_port, connect_in, connect_out, list_ports, clock, bpm, meter, voicing,
                in_channels, out_channels, delay_bars, latency_ms, temperature, top_p, seed, beat_search, no_rules,
-               template, log_json, log_sends, cc_temperature, cc_freeze, cc_bypass, cc_panic, quiet):
+               template, parts, log_json, log_sends, cc_temperature, cc_freeze, cc_bypass, cc_panic, quiet):
     """Stream Bach-style variations of what comes in on a MIDI port, bar after bar."""
     from vqcpc.export.runtime import Engine
     from vqcpc.models.registry import resolve_model
@@ -85,10 +88,14 @@ def daemon_cmd(model, device, api, in_port, out_port, connect_in, connect_out, l
     if clock == "auto":
         clock = "internal" if template else "midi"
     grid = None
+    if parts and not template:
+        raise InputError("--parts applies to a MusicXML --template")
     if template:
         from vqcpc.music.io import load
 
-        grid = load(template, fold=True)
+        from vqcpc.music.score import parse_parts_option
+
+        grid = load(template, parts=parse_parts_option(parts), fold=True)
         mine = f"{grid.beats_per_bar}/4"
         if meter is None:
             meter = mine

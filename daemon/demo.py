@@ -261,7 +261,7 @@ def demo_command():
 
     @click.command("demo")
     @click.option("--bwv", default=DEFAULT_BWV, show_default=True, help="A chorale of the music21 corpus (a test chorale by default).")
-    @click.option("--bpm", type=Finite(30, 300), default=120.0, show_default=True)
+    @click.option("--bpm", type=Finite(20, 400), default=120.0, show_default=True)
     @click.option("-o", "--out", "out", type=click.Path(file_okay=False), default="demo-out", show_default=True)
     @click.option("--model", default="uniform", show_default=True)
     @click.option("--beat-search", type=click.IntRange(1, 8), default=1, show_default=True,
@@ -270,6 +270,9 @@ def demo_command():
     @click.option("--force", is_flag=True, help="Overwrite earlier demo files in OUT.")
     def demo(bwv, bpm, out, model, beat_search, as_json, force):
         """Play a chorale into the daemon over real MIDI ports with MIDI clock and record the variation."""
+        if "/" in bwv or "\\" in bwv or Path(bwv).suffix:
+            raise InputError(f"--bwv {bwv}: takes a chorale of the music21 corpus (e.g. 269 or bwv269), not a file; "
+                             "vqcpc-daemon --template FILE plays variations of a file")
         name = bwv if bwv.lower().startswith("bwv") else f"bwv{bwv}"
         r = run_demo(name, bpm, Path(out), model, force, beat_search)
         if as_json:

@@ -1,6 +1,7 @@
 """Scheduler, transport and bar assembly with a fake clock and a fake port (no sleeps)."""
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -196,6 +197,32 @@ def test_daemon_bad_option_is_one_line_and_exit_2(tmp_path):
     three = save(load("bwv269"), tmp_path / "three.mid")  # 3/4
     r = _daemon_cli("--template", str(three), "--meter", "4/4")
     assert r.returncode == 2 and r.stderr.strip() == f"error: --meter 4/4, but {three} is in 3/4: its bars would be cut across"
+
+
+def test_daemon_refuses_shared_channels_and_takes_a_scores_parts(tmp_path):
+    for opt in ("--in-channels", "--out-channels"):
+        r = _daemon_cli("--voicing", "channels", opt, "1,1,2,3")
+        assert r.returncode == 2 and r.stderr.strip() == \
+            f"error: {opt} '1,1,2,3': expected four different MIDI channels, one a voice, e.g. 1,2,3,4"
+    r = _daemon_cli("--parts", "1,2,3,4")
+    assert r.returncode == 2 and r.stderr.strip() == "error: --parts applies to a MusicXML --template"
+    # the shared case of a three-part score: the hint names --parts, and the daemon takes it
+    case = Path(__file__).parents[1] / "data" / "cases" / "three_parts.musicxml"
+    r = _daemon_cli("--template", str(case))
+    assert r.returncode == 2 and "--parts" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = _daemon_cli("--template", str(case), "--parts", "1,2,3,9")
+    assert r.returncode == 2 and r.stderr.strip().startswith("error: ") and "part 9" in r.stderr
+
+
+def test_demo_bwv_is_a_corpus_chorale_not_a_file(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "vqcpc", "demo", "--bwv", str(tmp_path / "song.mid")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.strip() == (f"error: --bwv {tmp_path / 'song.mid'}: takes a chorale of the music21 "
+                                                       "corpus (e.g. 269 or bwv269), not a file; vqcpc-daemon --template "
+                                                       "FILE plays variations of a file")
 
 
 def test_daemon_without_midi_system_says_what_to_start():
