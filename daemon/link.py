@@ -146,6 +146,64 @@ class JackWatch:
         return self.lib.jack_connect(self.client, source.encode(), destination.encode()) in (0, EEXIST)
 
 
+class SysexEnd:
+    """JACK: an F7 sent into our own input whenever it has been quiet for ``QUIET_S``.
+
+    rtmidi's JACK input appends every event that follows a sysex without its F7 to that sysex, and
+    delivers nothing until an event ending in F7 comes: one unterminated sysex (a cable pulled
+    mid-dump, a buggy plug-in) would leave the daemon deaf for good, with no error anywhere. A lone F7
+    ends such a sysex (what it swallowed comes out and ``ports._unswallow`` takes the notes and
+    clocks out of it, late by up to ``QUIET_S``); with no broken sysex, rtmidi hands the F7 over as a
+    message of its own, which the reader drops. A busy input is never touched (a live stream with a
+    sysex in progress would arrive within milliseconds). Its own client, ``CLIENT-sysex-end``."""
+
+    QUIET_S = 0.25
+
+    def __init__(self, api: int, client: str):
+        self.api, self.client = api, client
+        self.port = None
+        self.last = 0.0
+
+    def attach(self, target: str) -> None:
+        """Connects to ``target`` (our input's full JACK name); on failure it stays detached."""
+        import rtmidi
+
+        self.close()
+        try:
+            out = rtmidi.MidiOut(self.api, name=f"{self.client}-sysex-end")
+            found = ports.find_port(out.get_ports(), target)
+            if found is None:
+                out.delete()
+                return
+            out.open_port(out.get_ports().index(found), name="F7")
+            self.port = out
+        except Exception as err:  # rtmidi raises its own errors; the daemon works without this
+            log.debug("sysex-end client: %s", err)
+
+    def poke(self, listener) -> bool:
+        """Sends F7 when the input has been quiet; True when it did."""
+        now = time.perf_counter()
+        if self.port is None or listener is None or now - listener.last_message < self.QUIET_S \
+                or now - self.last < self.QUIET_S:
+            return False
+        self.last = now
+        try:
+            self.port.send_message([ports.SYSEX_END])
+        except Exception as err:
+            log.debug("sysex-end send: %s", err)
+            return False
+        return True
+
+    def close(self) -> None:
+        port, self.port = self.port, None
+        if port is not None:
+            try:
+                port.close_port()
+                port.delete()
+            except Exception as err:
+                log.debug("closing the sysex-end client: %s", err)
+
+
 class _End:
     """One direction: the rtmidi port object and what it should be connected to."""
 
@@ -174,6 +232,7 @@ class PortLink:
         self.out = _End("output", out_name, connect_out or (out_name if named else None))
         self.inp = _End("input", in_name, connect_in or (in_name if named else None))
         self.named = named
+        self.sysex_end = SysexEnd(api, client) if self.jack_api else None
         self.on_message = None
         self.d = None
         self.jack: JackWatch | None = None
@@ -223,6 +282,8 @@ class PortLink:
             mine = [p for p in jack.ports(outputs=end.kind == "output") if p.endswith(":" + end.name)]
             new = [p for p in mine if p not in before]
             end.full = (new or mine or [None])[0]
+            if end.kind == "input" and end.full and self.sysex_end is not None:
+                self.sysex_end.attach(end.full)
         if end.connect:
             end.target = ports.find_port(port.get_ports(), end.connect)
 
@@ -233,6 +294,8 @@ class PortLink:
     def _discard(self, end: _End) -> None:
         """Forget ``end``'s rtmidi port (dead or about to be replaced)."""
         port, end.port, end.full = end.port, None, None
+        if end.kind == "input" and self.sysex_end is not None:
+            self.sysex_end.close()
         if end.listener is not None:
             end.listener.stop()
             end.listener = None
@@ -330,6 +393,8 @@ class PortLink:
             _, moved = j.alive()
         for end in (self.out, self.inp):
             self._check_jack_end(end)
+        if self.sysex_end is not None and self.inp.port is not None:
+            self.sysex_end.poke(self.inp.listener)  # a broken sysex must not leave us deaf
         if moved and self.out.lost is None and sched.lost is None:
             sched.confirm()  # the server ran a cycle since the last round: our ring is being drained
 

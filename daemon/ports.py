@@ -181,8 +181,8 @@ def list_ports(api: int) -> dict[str, list[str]]:
             "outputs": rtmidi.MidiOut(api, name="vqcpc-list").get_ports()}
 
 
-SYSEX, ACTIVE_SENSE, CLOCK = 0xF0, 0xFE, 0xF8
-NOT_MUSIC = (SYSEX, ACTIVE_SENSE, CLOCK, 0xFA, 0xFB, 0xFC)  # what a recorder of notes drops
+SYSEX, SYSEX_END, ACTIVE_SENSE, CLOCK = 0xF0, 0xF7, 0xFE, 0xF8
+NOT_MUSIC = (SYSEX, SYSEX_END, ACTIVE_SENSE, CLOCK, 0xFA, 0xFB, 0xFC)  # what a recorder of notes drops
 
 
 def _unswallow(msg: list[int]) -> list[list[int]]:
@@ -216,10 +216,11 @@ class Listener:
     message still advances its delta): ``drop`` lists status bytes dropped here instead.
     """
 
-    def __init__(self, port, on_message, *, drop=(SYSEX, ACTIVE_SENSE), interval: float = 0.001,
+    def __init__(self, port, on_message, *, drop=(SYSEX, SYSEX_END, ACTIVE_SENSE), interval: float = 0.001,
                  now=time.perf_counter, name: str = "vqcpc-midi-in"):
         self.port, self.on_message, self.drop = port, on_message, frozenset(drop)
         self.interval, self.now = interval, now
+        self.last_message = now()  # when a poll last found a message (SysexEnd looks at it)
         self._elapsed = 0.0  # the sum of rtmidi's deltas: its time of the last message
         self._offset: float | None = None  # now() - that time, smallest seen
         self._last_poll = 0.0
@@ -253,7 +254,8 @@ class Listener:
             if not got:
                 return n
             msg, delta = got
-            t = self.stamp(delta, self.now())
+            self.last_message = polled = self.now()
+            t = self.stamp(delta, polled)
             n += 1
             for m in _unswallow(msg):
                 if m and m[0] not in self.drop:

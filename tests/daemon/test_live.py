@@ -146,6 +146,34 @@ def test_bursts_of_a_thousand_messages_keep_the_port_and_close_every_note(daemon
     player.close()
 
 
+def test_an_unterminated_sysex_does_not_leave_the_daemon_deaf(daemon, tmp_path):
+    """rtmidi's JACK input swallows everything after a sysex with no F7 until an F7 comes; the
+    daemon's sysex-end client ends it, and the notes played after it are heard."""
+    log = tmp_path / "log.jsonl"
+    proc, in_name, out_name = daemon("--clock", "internal", "--bpm", "240", "--log-json", str(log))
+    rec, player = Recorder(out_name), Player(in_name)
+    player.send([0xF0, 0x7E, 0x01])  # a sysex cut off: no F7, ever
+    time.sleep(0.05)
+    for p in (48, 55, 64, 72):  # then a chord, held
+        player.send([0x90, p, 100])
+    t_end = time.perf_counter() + 8
+    heard = []
+    while time.perf_counter() < t_end and not heard:
+        time.sleep(0.1)
+        heard = [e for e in (json.loads(line) for line in log.read_text().splitlines())
+                 if e["event"] == "bar_in" and not e["silent"]]
+    assert heard, "every bar after the broken sysex was silent: the daemon went deaf"
+    while time.perf_counter() < t_end and not rec.note_ons():
+        time.sleep(0.05)
+    assert rec.note_ons(), "the heard chord got no variation"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+    time.sleep(0.2)
+    assert rec.unclosed() == []
+    rec.close()
+    player.close()
+
+
 def test_stop_mid_bar_closes_notes_and_keeps_running(daemon):
     proc, in_name, out_name = daemon("--clock", "midi")
     rec, player = Recorder(out_name), Player(in_name)
