@@ -97,6 +97,17 @@ def recorded_grid(rec: list[tuple[float, list[int]]], t0: float, bpm: float, n_t
     return Grid(tokens, beats_per_bar=bpb, source="recorded output", report=report), stuck
 
 
+def chorale_arg(bwv: str) -> str:
+    """--bwv: '269', 'bwv38.6', 'BWV 26.6' -> the corpus name; a file path or anything else is refused."""
+    from vqcpc.music.score import chorale_name
+
+    name = chorale_name(bwv) or chorale_name(f"bwv{bwv}")
+    if name is None:
+        raise InputError(f"--bwv {bwv}: takes a chorale of the music21 corpus (e.g. 269 or bwv269), not a file; "
+                         "vqcpc-daemon --template FILE plays variations of a file")
+    return name
+
+
 def run_demo(bwv: str, bpm: float, out_dir: Path, model: str, force: bool, beat_search: int = 1) -> dict:
     from vqcpc.export.runtime import Engine
     from vqcpc.models.generate import padded_to_bars, template_codes
@@ -270,11 +281,7 @@ def demo_command():
     @click.option("--force", is_flag=True, help="Overwrite earlier demo files in OUT.")
     def demo(bwv, bpm, out, model, beat_search, as_json, force):
         """Play a chorale into the daemon over real MIDI ports with MIDI clock and record the variation."""
-        if "/" in bwv or "\\" in bwv or Path(bwv).suffix:
-            raise InputError(f"--bwv {bwv}: takes a chorale of the music21 corpus (e.g. 269 or bwv269), not a file; "
-                             "vqcpc-daemon --template FILE plays variations of a file")
-        name = bwv if bwv.lower().startswith("bwv") else f"bwv{bwv}"
-        r = run_demo(name, bpm, Path(out), model, force, beat_search)
+        r = run_demo(chorale_arg(bwv), bpm, Path(out), model, force, beat_search)
         if as_json:
             click.echo(json.dumps(r))
             return

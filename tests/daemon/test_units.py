@@ -214,6 +214,13 @@ def test_daemon_refuses_shared_channels_and_takes_a_scores_parts(tmp_path):
     assert r.returncode == 2 and r.stderr.strip().startswith("error: ") and "part 9" in r.stderr
 
 
+def test_demo_bwv_takes_corpus_names_with_dots():
+    from vqcpc.daemon.demo import chorale_arg
+
+    assert [chorale_arg(b) for b in ("269", "bwv269", "bwv38.6", "38.6", "BWV 26.6")] == \
+        ["bwv269", "bwv269", "bwv38.6", "bwv38.6", "bwv26.6"]
+
+
 def test_demo_bwv_is_a_corpus_chorale_not_a_file(tmp_path):
     import subprocess
     import sys
