@@ -64,10 +64,10 @@ class BarAssembler:
             self._end(sounding[0], position)
         self.notes.append(LiveNote(pitch, position, velocity, channel))
 
-    def all_notes_off(self, channel: int, position: float | None) -> int:
+    def all_notes_off(self, channel: int | None, position: float | None) -> int:
         """CC 123 (All Notes Off) or CC 120 (All Sound Off) on the input: every note of ``channel``
-        still sounding ends, the pedal's too. Returns how many."""
-        ended = [n for n in self.notes if n.end is None and n.channel == channel]
+        (None: of every channel) still sounding ends, the pedal's too. Returns how many."""
+        ended = [n for n in self.notes if n.end is None and channel in (None, n.channel)]
         for n in ended:
             self._end(n, position)
         return len(ended)

@@ -314,8 +314,7 @@ class InputThread:
                     d.scheduler.flush()
             elif a == cfg.cc_panic and b >= 64:
                 d.scheduler.panic(set(cfg.out_channels))
-                for c in range(16):  # and the input starts clean: no held note left to shape the codes
-                    d.assembler.all_notes_off(c, pos)
+                d.assembler.all_notes_off(None, pos)  # and the input starts clean: no held note shapes the codes
                 d.event("panic")
             elif a == 64 and pos is not None:
                 d.assembler.sustain(b >= 64, pos)

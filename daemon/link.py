@@ -171,11 +171,12 @@ class SysexEnd:
         self.close()
         try:
             out = rtmidi.MidiOut(self.api, name=f"{self.client}-sysex-end")
-            found = ports.find_port(out.get_ports(), target)
+            names = out.get_ports()
+            found = ports.find_port(names, target)
             if found is None:
                 out.delete()
                 return
-            out.open_port(out.get_ports().index(found), name="F7")
+            out.open_port(names.index(found), name="F7")
             self.port = out
         except Exception as err:  # rtmidi raises its own errors; the daemon works without this
             log.debug("sysex-end client: %s", err)

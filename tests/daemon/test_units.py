@@ -619,7 +619,7 @@ def test_shutdown_sends_cc123_on_the_output_channels_only():
     assert sent[1:] == [[0x82, 60, 0], [0xB2, 123, 0], [0xB5, 123, 0]]
 
 
-def _cc_run(events, bars=7):
+def _cc_run(events, bars=7, on_bar=None):
     """The daemon core on a fake clock (4/4 at 120 bpm: a bar is 2 s) fed ``events``; returns the
     daemon, the bars (from the start) in which note_ons went out, and every message sent."""
     from vqcpc.daemon.core import Daemon, DaemonConfig
@@ -634,7 +634,7 @@ def _cc_run(events, bars=7):
 
     d = Daemon(FakeEngine(), send, DaemonConfig(clock="internal", bpm=120), now=clock)
     d.transport.start_internal(clock.t)
-    drive(d, clock, sorted(events, key=lambda e: e[0]), bars)
+    drive(d, clock, sorted(events, key=lambda e: e[0]), bars, on_bar=on_bar and (lambda n: on_bar(d, n)))
     on_bars = sorted({int((t - start) // 2.0) for t, m in sent if m[0] & 0xF0 == 0x90 and m[2] > 0})
     assert sink.sounding() == 0  # whatever the controls did, every note was closed
     return d, on_bars, sent
@@ -656,6 +656,24 @@ def test_cc_temperature_maps_0_127_to_0_1_2_0_and_reaches_the_sampler():
     assert d.temperature == 2.0 and d.decoder.sampler.temperature == 2.0
     d, _, _ = _cc_run(CHORD + [(0.5, [0xB0, 70, 0])], bars=3)
     assert abs(d.temperature - 0.1) < 1e-12 and abs(d.decoder.sampler.temperature - 0.1) < 1e-12
+
+
+def test_cc_panic_and_input_all_notes_off_forget_the_held_input():
+    # a chord whose note_offs never come (within the run), on two input channels
+    held = [(0.0, [0x90, 48, 90]), (0.0, [0x91, 55, 90]), (0.0, [0x91, 64, 90])]
+    seen = {}
+
+    def sounding(d, n):  # after each bar (from 1), before the run's end releases what is held
+        seen.setdefault(n, sorted((x.channel, x.pitch) for x in d.assembler.notes if x.end is None))
+
+    _cc_run(held + [(1.0, [0xB1, 123, 0])], bars=2, on_bar=sounding)  # All Notes Off on channel 2 only
+    assert seen[1] == [(0, 48)]
+    seen.clear()
+    _cc_run(held + [(1.0, [0xB0, 82, 127])], bars=2, on_bar=sounding)  # the panic CC: every channel
+    assert seen[1] == []
+    seen.clear()
+    _cc_run(held, bars=2, on_bar=sounding)  # neither: all three still held
+    assert seen[1] == [(0, 48), (1, 55), (1, 64)]
 
 
 def test_cc_panic_closes_every_sounding_note_at_once():
